@@ -1,0 +1,215 @@
+//! Command line and settings. Every setting is a flag with an environment
+//! fallback (SPEC.md, "Process"); a bad value stops start-up with one line
+//! naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::DatabaseSettings;
+
+fn duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 5m, 1h)"))
+}
+
+/// tokend: issues, verifies and revokes API tokens over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "tokend", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `serve` when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+// Parsed once per process: the size difference between variants is moot.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gRPC server and the HTTP metrics listener (the default);
+    /// applies pending migrations first.
+    Serve(ServeArgs),
+    /// Applies pending migrations and exits.
+    Migrate(MigrateArgs),
+    /// Prints a JWT signed with the configured HS256 secret (development).
+    MintJwt(MintJwtArgs),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, for terminals.
+    Pretty,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
+/// Where data lives.
+#[derive(Clone, Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://…` or `postgres://…`. Default: an SQLite file
+    /// in the data folder.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder for the default SQLite file and the zero-config JWT secret.
+    #[arg(long, env = "TOKEND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Most pooled database connections.
+    #[arg(long, env = "TOKEND_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// How long a call waits for a pooled connection before UNAVAILABLE.
+    #[arg(long, env = "TOKEND_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub db_acquire_timeout: Duration,
+    /// How long opening a database connection may take.
+    #[arg(long, env = "TOKEND_DB_CONNECT_TIMEOUT", default_value = "3s", value_parser = duration)]
+    pub db_connect_timeout: Duration,
+    /// PostgreSQL statement timeout; SQLite busy timeout.
+    #[arg(long, env = "TOKEND_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub db_statement_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    #[arg(long, env = "TOKEND_DB_IDLE_TIMEOUT", default_value = "5m", value_parser = duration)]
+    pub db_idle_timeout: Duration,
+    /// Pooled connections are recycled after this long.
+    #[arg(long, env = "TOKEND_DB_MAX_LIFETIME", default_value = "30m", value_parser = duration)]
+    pub db_max_lifetime: Duration,
+}
+
+impl DatabaseArgs {
+    /// The database URL, defaulting to `<data_dir>/tokend.db`.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tokend.db").display()),
+        }
+    }
+
+    /// Pool settings for the store.
+    pub fn settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.url(),
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            connect_timeout: self.db_connect_timeout,
+            statement_timeout: self.db_statement_timeout,
+            idle_timeout: self.db_idle_timeout,
+            max_lifetime: self.db_max_lifetime,
+        }
+    }
+}
+
+/// How callers are authenticated.
+#[derive(Clone, Debug, Args)]
+pub struct JwtArgs {
+    /// HS256 secret for caller JWTs (HS384/HS512 accepted too). Default: a
+    /// random secret kept in `<data_dir>/jwt-hs256.secret`, made on first run.
+    #[arg(long, env = "TOKEND_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// JWKS JSON file of public keys (RS*, PS*, ES256, ES384, EdDSA), by `kid`.
+    #[arg(long, env = "TOKEND_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// How often the JWKS file is checked for changes.
+    #[arg(long, env = "TOKEND_JWT_JWKS_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub jwt_jwks_reload_interval: Duration,
+    /// Required `iss`; unset: not checked.
+    #[arg(long, env = "TOKEND_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`; unset: not checked.
+    #[arg(long, env = "TOKEND_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// Settings of `serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "TOKEND_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP metrics listen address.
+    #[arg(long, env = "TOKEND_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: SocketAddr,
+    /// Calls per second per caller (0: no limit).
+    #[arg(long, env = "TOKEND_RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
+    pub rate_limit_per_second: u32,
+    /// Burst per caller.
+    #[arg(long, env = "TOKEND_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "TOKEND_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Log format; default `pretty` on a terminal, `json` otherwise.
+    #[arg(long, env = "TOKEND_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Largest decoded request message, in bytes.
+    #[arg(long, env = "TOKEND_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    pub max_message_size: usize,
+    /// Server-side deadline for one call.
+    #[arg(long, env = "TOKEND_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Calls in flight per connection before new ones are shed.
+    #[arg(long, env = "TOKEND_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// Connections are closed (gracefully) after this long, so load spreads
+    /// onto new replicas after a scale-out.
+    #[arg(long, env = "TOKEND_MAX_CONNECTION_AGE", default_value = "5m", value_parser = duration)]
+    pub max_connection_age: Duration,
+    /// HTTP/2 keepalive ping interval.
+    #[arg(long, env = "TOKEND_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2 keepalive ping timeout.
+    #[arg(long, env = "TOKEND_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// How often readiness checks the database.
+    #[arg(long, env = "TOKEND_HEALTH_CHECK_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub health_check_interval: Duration,
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// JWT settings.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// Settings of `migrate`.
+#[derive(Clone, Debug, Args)]
+pub struct MigrateArgs {
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Settings of `mint-jwt`.
+#[derive(Clone, Debug, Args)]
+pub struct MintJwtArgs {
+    /// `org_id` claim.
+    #[arg(long)]
+    pub org: String,
+    /// `sub` claim.
+    #[arg(long)]
+    pub sub: String,
+    /// A role (repeatable), e.g. `admin`.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// A permission (repeatable), e.g. `user_app_keys`.
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
+    /// Lifetime.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub ttl: Duration,
+    /// `iss` claim.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// `aud` claim.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// HS256 secret; default: the zero-config file in the data folder.
+    #[arg(long, env = "TOKEND_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// Folder holding the zero-config secret.
+    #[arg(long, env = "TOKEND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}

@@ -1,0 +1,147 @@
+//! The one error type the core returns. `grpc::status` turns it into a gRPC
+//! status with one exhaustive match; nothing else chooses codes.
+
+use std::time::Duration;
+
+use crate::domain::secret::MalformedSecret;
+
+/// One bad field of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path in the request, e.g. `scopes[3]`.
+    pub location: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+    /// The value received, truncated; empty for secrets.
+    pub value: String,
+}
+
+/// Values echoed in error details are cut to this many characters so that the
+/// details stay far below the 16 KiB HTTP/2 trailer limit.
+pub const MAX_ECHOED_VALUE_CHARS: usize = 64;
+
+impl FieldViolation {
+    /// A violation that echoes (a truncated copy of) the value received.
+    pub fn new(location: impl Into<String>, message: impl Into<String>, value: &str) -> Self {
+        let mut echoed: String = value.chars().take(MAX_ECHOED_VALUE_CHARS).collect();
+        if value.chars().nth(MAX_ECHOED_VALUE_CHARS).is_some() {
+            echoed.push('…');
+        }
+        FieldViolation {
+            location: location.into(),
+            message: message.into(),
+            value: echoed,
+        }
+    }
+}
+
+/// Why the caller's JWT was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerRejection {
+    /// No `authorization: Bearer …` metadata.
+    Missing,
+    /// Malformed, badly signed, wrong algorithm or key, a claim missing or of
+    /// the wrong type, `nbf` in the future, wrong `iss`/`aud`.
+    Invalid,
+    /// `exp` is past, beyond the leeway.
+    Expired,
+}
+
+/// Why a presented token secret does not authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// The token was revoked.
+    Revoked,
+    /// The token's `expire_time` has passed.
+    Expired,
+    /// Well-formed, but no such token exists.
+    Unknown,
+    /// Not a tokend secret: bad prefix, shape or checksum.
+    Malformed(MalformedSecret),
+}
+
+/// The resource an error is about (google.rpc.ResourceInfo).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRef {
+    /// The proto type, e.g. `tokend.v1.Token`.
+    pub resource_type: &'static str,
+    /// How the request named it, e.g. `tokens/42` or
+    /// `serviceAccounts/ci/tokens/deploy`.
+    pub name: String,
+}
+
+impl ResourceRef {
+    /// A token named as the request named it.
+    pub fn token(name: String) -> ResourceRef {
+        ResourceRef {
+            resource_type: "tokend.v1.Token",
+            name,
+        }
+    }
+}
+
+/// Everything that can go wrong in a call, as the client should learn it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// One or more fields are invalid; nothing was changed.
+    #[error("{}", describe_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The caller's JWT was refused.
+    #[error("{}", match .0 {
+        CallerRejection::Missing => "missing bearer JWT in the authorization metadata",
+        CallerRejection::Invalid => "the bearer JWT is not valid",
+        CallerRejection::Expired => "the bearer JWT has expired",
+    })]
+    Unauthenticated(CallerRejection),
+    /// A presented token secret does not authenticate.
+    #[error("{}", match .0 {
+        TokenRejection::Revoked => "the token has been revoked",
+        TokenRejection::Expired => "the token has expired",
+        TokenRejection::Unknown => "the token is not known",
+        TokenRejection::Malformed(why) => why.describe(),
+    })]
+    TokenRejected(TokenRejection),
+    /// The caller lacks a permission.
+    #[error("the caller lacks the permission `{}`", .permission)]
+    PermissionDenied {
+        /// The permission that would allow the call.
+        permission: &'static str,
+    },
+    /// No such token in the caller's organisation (also for other
+    /// organisations' tokens, so that nothing leaks).
+    #[error("token {} was not found", .0.name)]
+    NotFound(ResourceRef),
+    /// An active token already has this name.
+    #[error("an active token named {} already exists", .0.name)]
+    AlreadyExists(ResourceRef),
+    /// The caller is over its rate limit.
+    #[error("rate limit exceeded for {subject}; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        /// How long until a call would be admitted.
+        retry_after: Duration,
+        /// The rate-limited subject (`org_id/sub`).
+        subject: String,
+    },
+    /// The database cannot be reached.
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable {
+        /// A suggested wait before retrying.
+        retry_after: Duration,
+        /// The cause, logged once and never shown to the client.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else: logged with its cause, shown as `INTERNAL` only.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn describe_violations(violations: &[FieldViolation]) -> String {
+    match violations {
+        [one] => format!("invalid field {}: {}", one.location, one.message),
+        many => {
+            let fields: Vec<&str> = many.iter().map(|v| v.location.as_str()).collect();
+            format!("invalid fields: {}", fields.join(", "))
+        }
+    }
+}

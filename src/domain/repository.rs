@@ -1,0 +1,99 @@
+//! What the core needs from storage. `store::SeaStore` implements it; the
+//! core never sees SQL or sea-orm.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use crate::domain::secret::TokenHash;
+use crate::domain::token::{
+    NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, Visibility,
+};
+
+/// Storage failures, classified by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded: retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A unique constraint refused the write (an active name is taken).
+    #[error("unique constraint violated")]
+    Conflict,
+    /// Anything else.
+    #[error("database error")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Token and audit storage. Every method that reads or writes an
+/// organisation's data takes the `org_id` and applies it in the statement
+/// itself.
+pub trait TokenRepository: Send + Sync + 'static {
+    /// Inserts a token and its `*_created` audit event in one transaction.
+    fn create_token(
+        &self,
+        token: NewToken,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<Token, StoreError>> + Send;
+
+    /// One token of `org_id` by numeric id, if visible.
+    fn find_token(
+        &self,
+        org_id: &str,
+        id: i64,
+        visibility: &Visibility,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
+
+    /// Up to `limit` tokens of `org_id` with id > `after_id`, by id.
+    fn list_tokens(
+        &self,
+        org_id: &str,
+        visibility: &Visibility,
+        filter: &TokenFilter,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send;
+
+    /// Revokes the active token `target` names, writing its audit event in the
+    /// same transaction; if it is already revoked, returns it unchanged.
+    fn revoke_token(
+        &self,
+        org_id: &str,
+        target: &RevokeTarget,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
+
+    /// The token with this secret hash, in any organisation.
+    fn find_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
+
+    /// Sets `last_used_at = now` unless it is already later than `stale_before`.
+    fn touch_last_used(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` audit events of `org_id` with id > `after_id`, by id.
+    fn list_audit_events(
+        &self,
+        org_id: &str,
+        event_type: Option<AuditEventType>,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+
+    /// Token counts of `org_id` by kind and state at `now`.
+    fn count_tokens(
+        &self,
+        org_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<TokenCounts, StoreError>> + Send;
+
+    /// Whether the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

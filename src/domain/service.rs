@@ -1,0 +1,588 @@
+//! The token lifecycle: every RPC's rules, in order — validate, authorise,
+//! then act. Time arrives as a parameter (`now`), so expiry is testable
+//! without sleeping.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use crate::domain::caller::{Caller, Permission};
+use crate::domain::error::{ResourceRef, ServiceError, TokenRejection};
+use crate::domain::kind::TokenKind;
+use crate::domain::pagination::{self, Cursor};
+use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::secret::TokenSecret;
+use crate::domain::token::{
+    NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, TokenState,
+    Visibility,
+};
+use crate::domain::validation::{self, KindInput, TimestampInput, Violations};
+
+/// How long `last_used_at` may lag: it is written at most once a minute per
+/// token, so authentication is a read almost every time.
+pub const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// What clients are told to wait when the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// CreateToken's fields as received.
+#[derive(Clone, Debug)]
+pub struct CreateTokenInput {
+    /// `kind`.
+    pub kind: KindInput,
+    /// `name`.
+    pub name: String,
+    /// `service_account_slug`.
+    pub service_account_slug: String,
+    /// `workspace_id`.
+    pub workspace_id: String,
+    /// `scopes`.
+    pub scopes: Vec<String>,
+    /// `expire_time`.
+    pub expire_time: Option<TimestampInput>,
+}
+
+/// ListTokens' fields as received.
+#[derive(Clone, Debug)]
+pub struct ListTokensInput {
+    /// `kind` filter.
+    pub kind: KindInput,
+    /// `service_account_slug` filter.
+    pub service_account_slug: String,
+    /// `workspace_id` filter.
+    pub workspace_id: String,
+    /// `show_revoked`.
+    pub show_revoked: bool,
+    /// `page_size`.
+    pub page_size: i32,
+    /// `page_token`.
+    pub page_token: String,
+}
+
+/// ListAuditEvents' fields as received.
+#[derive(Clone, Debug)]
+pub struct ListAuditEventsInput {
+    /// `event_type` filter.
+    pub event_type: String,
+    /// `page_size`.
+    pub page_size: i32,
+    /// `page_token`.
+    pub page_token: String,
+}
+
+/// The four revoke RPCs' fields as received.
+#[derive(Clone, Debug)]
+pub enum RevokeInput {
+    /// RevokeScrapeToken.
+    Scrape {
+        /// `id`.
+        id: i64,
+        /// `reason`.
+        reason: String,
+    },
+    /// RevokePersonalAccessToken.
+    PersonalAccess {
+        /// `token_id`.
+        token_id: String,
+        /// `reason`.
+        reason: String,
+    },
+    /// RevokeServiceAccountToken.
+    ServiceAccount {
+        /// `service_account_slug`.
+        service_account_slug: String,
+        /// `token_slug`.
+        token_slug: String,
+        /// `reason`.
+        reason: String,
+    },
+    /// DeleteWorkspaceApiKey.
+    WorkspaceApiKey {
+        /// `workspace_id`.
+        workspace_id: String,
+        /// `key_name`.
+        key_name: String,
+        /// `reason`.
+        reason: String,
+    },
+}
+
+/// One page of results.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The token for the next page, if there is one.
+    pub next_page_token: Option<String>,
+}
+
+/// The result of a revoke RPC.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    /// The token, with its (original) `revoked_at`.
+    pub token: Token,
+    /// Whether this call revoked it (false: it was already revoked).
+    pub newly_revoked: bool,
+}
+
+/// Logs an audit event as a structured event with the stable target
+/// `tokend::audit`, after its transaction committed. No secret or hash is in
+/// it: the token carries neither.
+fn log_audit_event(event: AuditEventType, token: &Token, audit: &AuditContext, reason: Option<&str>) {
+    tracing::info!(
+        target: "tokend::audit",
+        event_type = event.as_str(),
+        org_id = %token.org_id,
+        actor = %audit.actor,
+        token_id = %token.token_id,
+        token_numeric_id = token.id,
+        token_kind = token.kind.as_str(),
+        request_id = %audit.request_id,
+        reason = reason.unwrap_or(""),
+        "audit event"
+    );
+}
+
+/// The token lifecycle over some storage.
+#[derive(Debug)]
+pub struct TokenLifecycle<R> {
+    repository: R,
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(source) => ServiceError::Unavailable {
+                retry_after: UNAVAILABLE_RETRY_AFTER,
+                source,
+            },
+            // Callers that can name the resource map Conflict themselves;
+            // reaching this arm means a constraint we did not expect.
+            StoreError::Conflict => ServiceError::Internal("unexpected unique violation".into()),
+            StoreError::Other(source) => ServiceError::Internal(source),
+        }
+    }
+}
+
+fn require(caller: &Caller, permission: Permission) -> Result<(), ServiceError> {
+    if caller.has(permission) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied {
+            permission: permission.as_str(),
+        })
+    }
+}
+
+fn invalid(violations: Violations) -> Result<(), ServiceError> {
+    violations.into_result().map_err(ServiceError::InvalidArgument)
+}
+
+/// Which tokens a caller may read: the whole org with `admin` or
+/// `org_app_keys_read`, its own personal tokens with `user_app_keys`.
+fn read_visibility(caller: &Caller) -> Result<Visibility, ServiceError> {
+    if caller.has(Permission::OrgAppKeysRead) {
+        Ok(Visibility::WholeOrg)
+    } else if caller.has(Permission::UserAppKeys) {
+        Ok(Visibility::OwnPersonalTokens {
+            owner_user_id: caller.subject.clone(),
+        })
+    } else {
+        Err(ServiceError::PermissionDenied {
+            permission: Permission::OrgAppKeysRead.as_str(),
+        })
+    }
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+impl<R: TokenRepository> TokenLifecycle<R> {
+    /// Wraps a repository.
+    pub fn new(repository: R) -> Self {
+        TokenLifecycle { repository }
+    }
+
+    /// The repository, for health checks.
+    pub fn repository(&self) -> &R {
+        &self.repository
+    }
+
+    /// CreateToken: validates every field, checks the permission for the kind,
+    /// makes a secret and stores only its hash, with the audit event.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        audit: &AuditContext,
+        input: CreateTokenInput,
+    ) -> Result<(Token, TokenSecret), ServiceError> {
+        let mut violations = Violations::default();
+        let kind = validation::check_required_kind(&mut violations, input.kind);
+        match kind {
+            Some(TokenKind::ServiceAccount) => {
+                validation::check_slug(&mut violations, "name", &input.name);
+                validation::check_slug(
+                    &mut violations,
+                    "service_account_slug",
+                    &input.service_account_slug,
+                );
+            }
+            Some(TokenKind::WorkspaceApiKey) => {
+                validation::check_name(&mut violations, "name", &input.name);
+                validation::check_workspace_id(
+                    &mut violations,
+                    "workspace_id",
+                    &input.workspace_id,
+                );
+            }
+            Some(TokenKind::Scrape | TokenKind::PersonalAccess) | None => {
+                validation::check_name(&mut violations, "name", &input.name);
+            }
+        }
+        if kind != Some(TokenKind::ServiceAccount) && !input.service_account_slug.is_empty() {
+            violations.push(
+                "service_account_slug",
+                "is only accepted for TOKEN_KIND_SERVICE_ACCOUNT",
+                &input.service_account_slug,
+            );
+        }
+        if kind != Some(TokenKind::WorkspaceApiKey) && !input.workspace_id.is_empty() {
+            violations.push(
+                "workspace_id",
+                "is only accepted for TOKEN_KIND_WORKSPACE_API_KEY",
+                &input.workspace_id,
+            );
+        }
+        validation::check_scopes(&mut violations, &input.scopes);
+        let expires_at = validation::check_expire_time(&mut violations, input.expire_time, audit.now);
+        invalid(violations)?;
+        let Some(kind) = kind else {
+            return Err(ServiceError::Internal("kind passed validation unset".into()));
+        };
+
+        let permission = match kind {
+            TokenKind::PersonalAccess => Permission::UserAppKeys,
+            TokenKind::Scrape | TokenKind::ServiceAccount | TokenKind::WorkspaceApiKey => {
+                Permission::Admin
+            }
+        };
+        require(caller, permission)?;
+
+        let secret = TokenSecret::generate(kind).map_err(|e| ServiceError::Internal(e.into()))?;
+        let new_token = NewToken {
+            token_id: Uuid::now_v7(),
+            kind,
+            org_id: caller.org_id.clone(),
+            name: input.name.clone(),
+            owner_user_id: caller.subject.clone(),
+            service_account_slug: non_empty(&input.service_account_slug),
+            workspace_id: non_empty(&input.workspace_id),
+            scopes: input.scopes,
+            secret_hash: secret.hash(),
+            created_at: audit.now,
+            expires_at,
+            created_by: caller.subject.clone(),
+        };
+        let resource_name = match kind {
+            TokenKind::ServiceAccount => format!(
+                "serviceAccounts/{}/tokens/{}",
+                input.service_account_slug, input.name
+            ),
+            TokenKind::WorkspaceApiKey => {
+                format!("workspaces/{}/apiKeys/{}", input.workspace_id, input.name)
+            }
+            TokenKind::Scrape | TokenKind::PersonalAccess => format!("tokens/{}", input.name),
+        };
+        match self.repository.create_token(new_token, audit).await {
+            Ok(token) => {
+                log_audit_event(token.kind.created_event(), &token, audit, None);
+                Ok((token, secret))
+            }
+            Err(StoreError::Conflict) => {
+                Err(ServiceError::AlreadyExists(ResourceRef::token(resource_name)))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// GetToken.
+    pub async fn get_token(&self, caller: &Caller, id: i64) -> Result<Token, ServiceError> {
+        let mut violations = Violations::default();
+        validation::check_id(&mut violations, id);
+        invalid(violations)?;
+        let visibility = read_visibility(caller)?;
+        self.repository
+            .find_token(&caller.org_id, id, &visibility)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(ResourceRef::token(format!("tokens/{id}"))))
+    }
+
+    /// ListTokens, oldest first, with keyset pagination.
+    pub async fn list_tokens(
+        &self,
+        caller: &Caller,
+        input: ListTokensInput,
+    ) -> Result<Page<Token>, ServiceError> {
+        let mut violations = Violations::default();
+        let kind = match input.kind {
+            KindInput::Unspecified => None,
+            KindInput::Known(kind) => Some(kind),
+            KindInput::Unknown(number) => {
+                violations.push("kind", "must be a token kind or unspecified", &number.to_string());
+                None
+            }
+        };
+        if !input.service_account_slug.is_empty() {
+            validation::check_slug(&mut violations, "service_account_slug", &input.service_account_slug);
+            if kind.is_some_and(|k| k != TokenKind::ServiceAccount) {
+                violations.push(
+                    "service_account_slug",
+                    "filters service-account tokens only",
+                    &input.service_account_slug,
+                );
+            }
+        }
+        if !input.workspace_id.is_empty() {
+            validation::check_workspace_id(&mut violations, "workspace_id", &input.workspace_id);
+            if kind.is_some_and(|k| k != TokenKind::WorkspaceApiKey) {
+                violations.push(
+                    "workspace_id",
+                    "filters workspace API keys only",
+                    &input.workspace_id,
+                );
+            }
+        }
+        let limit = validation::check_page_size(&mut violations, input.page_size);
+        let filter = TokenFilter {
+            kind,
+            service_account_slug: non_empty(&input.service_account_slug),
+            workspace_id: non_empty(&input.workspace_id),
+            show_revoked: input.show_revoked,
+        };
+        let scope = format!("tokens|{}|{filter:?}", caller.org_id);
+        let cursor = decode_page_token(&mut violations, &input.page_token, &scope);
+        invalid(violations)?;
+        let visibility = read_visibility(caller)?;
+
+        let mut tokens = self
+            .repository
+            .list_tokens(&caller.org_id, &visibility, &filter, cursor, limit + 1)
+            .await?;
+        Ok(paginate(&mut tokens, limit, |t| t.id, &scope))
+    }
+
+    /// The four revoke RPCs. Idempotent: an already revoked token comes back
+    /// with its original `revoke_time`, and no second audit event is written.
+    pub async fn revoke_token(
+        &self,
+        caller: &Caller,
+        audit: &AuditContext,
+        input: RevokeInput,
+    ) -> Result<Revoked, ServiceError> {
+        let mut violations = Violations::default();
+        let (target, reason) = match input {
+            RevokeInput::Scrape { id, reason } => {
+                validation::check_id(&mut violations, id);
+                (Some(RevokeTarget::Scrape { id }), reason)
+            }
+            RevokeInput::PersonalAccess { token_id, reason } => {
+                let parsed = validation::check_token_id(&mut violations, &token_id);
+                let target = parsed.map(|token_id| RevokeTarget::PersonalAccess {
+                    token_id,
+                    owner_user_id: None,
+                });
+                (target, reason)
+            }
+            RevokeInput::ServiceAccount {
+                service_account_slug,
+                token_slug,
+                reason,
+            } => {
+                validation::check_slug(&mut violations, "service_account_slug", &service_account_slug);
+                validation::check_slug(&mut violations, "token_slug", &token_slug);
+                let target = RevokeTarget::ServiceAccount {
+                    service_account_slug,
+                    token_slug,
+                };
+                (Some(target), reason)
+            }
+            RevokeInput::WorkspaceApiKey {
+                workspace_id,
+                key_name,
+                reason,
+            } => {
+                validation::check_workspace_id(&mut violations, "workspace_id", &workspace_id);
+                validation::check_name(&mut violations, "key_name", &key_name);
+                let target = RevokeTarget::WorkspaceApiKey {
+                    workspace_id,
+                    key_name,
+                };
+                (Some(target), reason)
+            }
+        };
+        let reason = validation::check_reason(&mut violations, &reason);
+        invalid(violations)?;
+        let Some(mut target) = target else {
+            return Err(ServiceError::Internal("revoke target passed validation unset".into()));
+        };
+
+        match &mut target {
+            RevokeTarget::Scrape { .. } => require(caller, Permission::Admin)?,
+            RevokeTarget::PersonalAccess { owner_user_id, .. } => {
+                if !caller.has(Permission::OrgAppKeysWrite) {
+                    require(caller, Permission::UserAppKeys)?;
+                    // Without org-wide rights only one's own token matches;
+                    // another user's is NOT_FOUND, like another org's.
+                    *owner_user_id = Some(caller.subject.clone());
+                }
+            }
+            RevokeTarget::ServiceAccount { .. } => {
+                require(caller, Permission::ServiceAccountTokensWrite)?;
+            }
+            RevokeTarget::WorkspaceApiKey { .. } => {
+                require(caller, Permission::WorkspaceApiKeysWrite)?;
+            }
+        }
+
+        let revocation = Revocation {
+            revoked_by: caller.subject.clone(),
+            reason,
+        };
+        match self
+            .repository
+            .revoke_token(&caller.org_id, &target, &revocation, audit)
+            .await?
+        {
+            RevokeOutcome::Revoked(token) => {
+                log_audit_event(token.kind.revoked_event(), &token, audit, token.revoke_reason.as_deref());
+                Ok(Revoked {
+                    token,
+                    newly_revoked: true,
+                })
+            }
+            RevokeOutcome::AlreadyRevoked(token) => Ok(Revoked {
+                token,
+                newly_revoked: false,
+            }),
+            RevokeOutcome::NotFound => Err(ServiceError::NotFound(ResourceRef::token(
+                target.resource_name(),
+            ))),
+        }
+    }
+
+    /// AuthenticateToken: checks a presented secret, in any organisation.
+    pub async fn authenticate_token(
+        &self,
+        caller: &Caller,
+        now: DateTime<Utc>,
+        presented: &str,
+    ) -> Result<Token, ServiceError> {
+        require(caller, Permission::TokensIntrospect)?;
+        self.authenticate_secret(now, presented).await
+    }
+
+    /// Checks a presented secret without a caller: the core of
+    /// AuthenticateToken, also used by the metrics endpoint for scrape tokens.
+    /// The checksum rejects malformed input before any database read; a valid
+    /// secret costs one indexed read, plus one write at most once a minute.
+    pub async fn authenticate_secret(
+        &self,
+        now: DateTime<Utc>,
+        presented: &str,
+    ) -> Result<Token, ServiceError> {
+        let secret = TokenSecret::parse(presented)
+            .map_err(|why| ServiceError::TokenRejected(TokenRejection::Malformed(why)))?;
+        let mut token = self
+            .repository
+            .find_by_hash(&secret.hash())
+            .await?
+            .ok_or(ServiceError::TokenRejected(TokenRejection::Unknown))?;
+        match token.state_at(now) {
+            TokenState::Revoked => return Err(ServiceError::TokenRejected(TokenRejection::Revoked)),
+            TokenState::Expired => return Err(ServiceError::TokenRejected(TokenRejection::Expired)),
+            TokenState::Active => {}
+        }
+        let stale_before = now - LAST_USED_GRANULARITY;
+        if token.last_used_at.is_none_or(|at| at < stale_before) {
+            self.repository.touch_last_used(token.id, now, stale_before).await?;
+            token.last_used_at = Some(now);
+        }
+        Ok(token)
+    }
+
+    /// ListAuditEvents, oldest first, with keyset pagination.
+    pub async fn list_audit_events(
+        &self,
+        caller: &Caller,
+        input: ListAuditEventsInput,
+    ) -> Result<Page<AuditEvent>, ServiceError> {
+        let mut violations = Violations::default();
+        let event_type = if input.event_type.is_empty() {
+            None
+        } else {
+            let parsed = AuditEventType::parse(&input.event_type);
+            if parsed.is_none() {
+                violations.push(
+                    "event_type",
+                    "must be empty or one of the audit event types",
+                    &input.event_type,
+                );
+            }
+            parsed
+        };
+        let limit = validation::check_page_size(&mut violations, input.page_size);
+        let scope = format!("audit|{}|{}", caller.org_id, input.event_type);
+        let cursor = decode_page_token(&mut violations, &input.page_token, &scope);
+        invalid(violations)?;
+        require(caller, Permission::Admin)?;
+
+        let mut events = self
+            .repository
+            .list_audit_events(&caller.org_id, event_type, cursor, limit + 1)
+            .await?;
+        Ok(paginate(&mut events, limit, |e| e.id, &scope))
+    }
+
+    /// Token counts of one organisation, for its scrape token's metrics.
+    pub async fn token_counts(
+        &self,
+        org_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenCounts, ServiceError> {
+        Ok(self.repository.count_tokens(org_id, now).await?)
+    }
+}
+
+fn decode_page_token(violations: &mut Violations, token: &str, scope: &str) -> Option<i64> {
+    match pagination::decode(token, scope) {
+        Ok(cursor) => cursor.map(|c| c.after_id),
+        Err(pagination::InvalidPageToken) => {
+            violations.push(
+                "page_token",
+                "must be a next_page_token returned for the same filters",
+                token,
+            );
+            None
+        }
+    }
+}
+
+/// Trims the extra row fetched to learn whether another page exists.
+fn paginate<T>(items: &mut Vec<T>, limit: u64, id_of: impl Fn(&T) -> i64, scope: &str) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_page_token = if items.len() > limit {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|last| pagination::encode(Cursor { after_id: id_of(last) }, scope))
+    } else {
+        None
+    };
+    Page {
+        items: std::mem::take(items),
+        next_page_token,
+    }
+}

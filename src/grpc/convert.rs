@@ -1,0 +1,123 @@
+//! Conversion between proto messages and domain types. Requests become the
+//! core's raw inputs (the core validates); domain values become messages.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use crate::domain::audit::AuditEvent;
+use crate::domain::kind::TokenKind;
+use crate::domain::service::{CreateTokenInput, ListAuditEventsInput, ListTokensInput};
+use crate::domain::token::Token;
+use crate::domain::validation::{KindInput, TimestampInput};
+use crate::grpc::proto;
+
+/// Proto enum number → the core's view of a `kind` field.
+pub fn kind_input(value: i32) -> KindInput {
+    match proto::TokenKind::try_from(value) {
+        Ok(proto::TokenKind::Unspecified) => KindInput::Unspecified,
+        Ok(proto::TokenKind::Scrape) => KindInput::Known(TokenKind::Scrape),
+        Ok(proto::TokenKind::PersonalAccess) => KindInput::Known(TokenKind::PersonalAccess),
+        Ok(proto::TokenKind::ServiceAccount) => KindInput::Known(TokenKind::ServiceAccount),
+        Ok(proto::TokenKind::WorkspaceApiKey) => KindInput::Known(TokenKind::WorkspaceApiKey),
+        Err(_) => KindInput::Unknown(value),
+    }
+}
+
+/// Domain kind → proto enum.
+pub fn kind_to_proto(kind: TokenKind) -> proto::TokenKind {
+    match kind {
+        TokenKind::Scrape => proto::TokenKind::Scrape,
+        TokenKind::PersonalAccess => proto::TokenKind::PersonalAccess,
+        TokenKind::ServiceAccount => proto::TokenKind::ServiceAccount,
+        TokenKind::WorkspaceApiKey => proto::TokenKind::WorkspaceApiKey,
+    }
+}
+
+/// A proto timestamp → the core's view (out-of-range values are reported by
+/// validation, not here).
+pub fn timestamp_input(value: &Timestamp) -> TimestampInput {
+    let nanos = u32::try_from(value.nanos).ok().filter(|n| *n < 1_000_000_000);
+    match nanos.and_then(|n| DateTime::<Utc>::from_timestamp(value.seconds, n)) {
+        Some(at) => TimestampInput::Valid(at),
+        None => TimestampInput::OutOfRange,
+    }
+}
+
+/// A domain instant → proto timestamp.
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// CreateTokenRequest → core input.
+pub fn create_token_input(request: proto::CreateTokenRequest) -> CreateTokenInput {
+    CreateTokenInput {
+        kind: kind_input(request.kind),
+        name: request.name,
+        service_account_slug: request.service_account_slug,
+        workspace_id: request.workspace_id,
+        scopes: request.scopes,
+        expire_time: request.expire_time.as_ref().map(timestamp_input),
+    }
+}
+
+/// ListTokensRequest → core input.
+pub fn list_tokens_input(request: proto::ListTokensRequest) -> ListTokensInput {
+    ListTokensInput {
+        kind: kind_input(request.kind),
+        service_account_slug: request.service_account_slug,
+        workspace_id: request.workspace_id,
+        show_revoked: request.show_revoked,
+        page_size: request.page_size,
+        page_token: request.page_token,
+    }
+}
+
+/// ListAuditEventsRequest → core input.
+pub fn list_audit_events_input(request: proto::ListAuditEventsRequest) -> ListAuditEventsInput {
+    ListAuditEventsInput {
+        event_type: request.event_type,
+        page_size: request.page_size,
+        page_token: request.page_token,
+    }
+}
+
+/// A domain token → proto (never a secret: the domain token has none).
+pub fn token(token: &Token) -> proto::Token {
+    proto::Token {
+        id: token.id,
+        token_id: token.token_id.to_string(),
+        kind: kind_to_proto(token.kind) as i32,
+        org_id: token.org_id.clone(),
+        name: token.name.clone(),
+        owner_user_id: token.owner_user_id.clone(),
+        service_account_slug: token.service_account_slug.clone().unwrap_or_default(),
+        workspace_id: token.workspace_id.clone().unwrap_or_default(),
+        scopes: token.scopes.clone(),
+        create_time: Some(timestamp(token.created_at)),
+        expire_time: token.expires_at.map(timestamp),
+        revoke_time: token.revoked_at.map(timestamp),
+        last_used_time: token.last_used_at.map(timestamp),
+        created_by: token.created_by.clone(),
+        revoked_by: token.revoked_by.clone().unwrap_or_default(),
+        revoke_reason: token.revoke_reason.clone().unwrap_or_default(),
+    }
+}
+
+/// A domain audit event → proto.
+pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
+    proto::AuditEvent {
+        id: event.id,
+        event_type: event.event_type.as_str().to_owned(),
+        org_id: event.org_id.clone(),
+        actor: event.actor.clone(),
+        token_id: event.token_id.to_string(),
+        request_id: event.request_id.clone(),
+        occur_time: Some(timestamp(event.occurred_at)),
+        reason: event.reason.clone().unwrap_or_default(),
+        token_kind: kind_to_proto(event.token_kind) as i32,
+        token_numeric_id: event.token_numeric_id,
+    }
+}

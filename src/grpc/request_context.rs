@@ -1,0 +1,153 @@
+//! The request-id layer: every HTTP/2 request gets an id (the caller's
+//! `x-request-id` if it is printable ASCII of at most 128 characters, else a
+//! new UUID v7), a tracing span that every log line of the request inherits,
+//! the id echoed in the response headers, and one log line when it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// The metadata key of the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest caller-supplied request id accepted.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request id, in the request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn accept_caller_id(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let printable = !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes.iter().all(|b| (0x20..0x7f).contains(b));
+    if printable { value.to_str().ok() } else { None }
+}
+
+/// Observes each finished call (for metrics); the layer calls it with the
+/// method path, the gRPC code and the latency.
+pub trait CallObserver: Clone + Send + Sync + 'static {
+    /// Records one finished call.
+    fn observe(&self, method: &str, code: tonic::Code, elapsed: std::time::Duration);
+}
+
+/// Installs [`RequestContextService`].
+#[derive(Clone, Debug)]
+pub struct RequestContextLayer<O> {
+    observer: O,
+}
+
+impl<O> RequestContextLayer<O> {
+    /// A layer reporting finished calls to `observer`.
+    pub fn new(observer: O) -> Self {
+        RequestContextLayer { observer }
+    }
+}
+
+impl<S, O: Clone> Layer<S> for RequestContextLayer<O> {
+    type Service = RequestContextService<S, O>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContextService {
+            inner,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct RequestContextService<S, O> {
+    inner: S,
+    observer: O,
+}
+
+fn grpc_code_of<B>(response: &Response<B>) -> tonic::Code {
+    // Unary errors are trailers-only responses, whose grpc-status is in the
+    // headers; a response without it finished OK (status in the trailers).
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+impl<S, O, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContextService<S, O>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    O: CallObserver,
+    ReqBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let request_id: Arc<str> = match request.headers().get(REQUEST_ID_HEADER).and_then(accept_caller_id) {
+            Some(id) => Arc::from(id),
+            None => Arc::from(uuid::Uuid::now_v7().to_string()),
+        };
+        let header = HeaderValue::from_str(&request_id).ok();
+        if let Some(header) = &header {
+            request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
+        }
+        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let method = request.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            request_id = %request_id,
+            org = tracing::field::Empty,
+            caller = tracing::field::Empty,
+            code = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+
+        // Take the service that was driven to readiness, leave a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let observer = self.observer.clone();
+        let future = span.in_scope(|| inner.call(request));
+        Box::pin(
+            async move {
+                let mut response = future.await?;
+                if let Some(header) = header {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, header);
+                }
+                let code = grpc_code_of(&response);
+                let elapsed = started.elapsed();
+                let span = tracing::Span::current();
+                span.record("code", tracing::field::debug(code));
+                span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+                observer.observe(&method, code, elapsed);
+                if method.starts_with("/tokend.") {
+                    tracing::info!("rpc finished");
+                } else {
+                    tracing::debug!("rpc finished");
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}

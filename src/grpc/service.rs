@@ -1,0 +1,242 @@
+//! `tokend.v1.TokenService` over the domain core: each handler reads the
+//! caller and request id, converts, calls the core and maps errors through
+//! [`to_status`].
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::audit::AuditContext;
+use crate::domain::service::RevokeInput;
+use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
+use crate::grpc::auth::request_id_of;
+use crate::grpc::convert;
+use crate::grpc::proto;
+use crate::grpc::proto::token_service_server::TokenService;
+use crate::grpc::status::to_status;
+use crate::metrics::Metrics;
+use crate::store::SeaStore;
+
+/// The TokenService implementation.
+#[derive(Debug, Clone)]
+pub struct TokenApi {
+    lifecycle: Arc<TokenLifecycle<SeaStore>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenApi {
+    /// Serves `lifecycle` with time from `clock`.
+    pub fn new(
+        lifecycle: Arc<TokenLifecycle<SeaStore>>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        TokenApi {
+            lifecycle,
+            clock,
+            metrics,
+        }
+    }
+}
+
+/// What every handler needs from the request besides its message.
+struct CallContext {
+    caller: Caller,
+    request_id: String,
+}
+
+impl CallContext {
+    fn of<T>(request: &Request<T>) -> Result<CallContext, Status> {
+        let request_id = request_id_of(request);
+        match request.extensions().get::<Caller>() {
+            Some(caller) => Ok(CallContext {
+                caller: caller.clone(),
+                request_id,
+            }),
+            // The interceptor always sets it; reaching this is a wiring bug.
+            None => Err(to_status(
+                &ServiceError::Internal("caller missing from request extensions".into()),
+                &request_id,
+            )),
+        }
+    }
+
+    fn status(&self, error: ServiceError) -> Status {
+        to_status(&error, &self.request_id)
+    }
+
+    fn audit(&self, clock: &dyn Clock) -> AuditContext {
+        AuditContext {
+            actor: self.caller.subject.clone(),
+            request_id: self.request_id.clone(),
+            now: clock.now(),
+        }
+    }
+}
+
+impl TokenApi {
+    async fn revoke(&self, context: &CallContext, input: RevokeInput) -> Result<proto::Token, Status> {
+        let revoked = self
+            .lifecycle
+            .revoke_token(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        if revoked.newly_revoked {
+            self.metrics.record_revocation(revoked.token.kind);
+        }
+        Ok(convert::token(&revoked.token))
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenApi {
+    async fn create_token(
+        &self,
+        request: Request<proto::CreateTokenRequest>,
+    ) -> Result<Response<proto::CreateTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let input = convert::create_token_input(request.into_inner());
+        let (token, secret) = self
+            .lifecycle
+            .create_token(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::CreateTokenResponse {
+            token: Some(convert::token(&token)),
+            secret: secret.expose().to_owned(),
+        }))
+    }
+
+    async fn get_token(
+        &self,
+        request: Request<proto::GetTokenRequest>,
+    ) -> Result<Response<proto::GetTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let token = self
+            .lifecycle
+            .get_token(&context.caller, request.get_ref().id)
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::GetTokenResponse {
+            token: Some(convert::token(&token)),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let page = self
+            .lifecycle
+            .list_tokens(&context.caller, convert::list_tokens_input(request.into_inner()))
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::ListTokensResponse {
+            tokens: page.items.iter().map(convert::token).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_scrape_token(
+        &self,
+        request: Request<proto::RevokeScrapeTokenRequest>,
+    ) -> Result<Response<proto::RevokeScrapeTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = RevokeInput::Scrape {
+            id: message.id,
+            reason: message.reason,
+        };
+        let token = self.revoke(&context, input).await?;
+        Ok(Response::new(proto::RevokeScrapeTokenResponse { token: Some(token) }))
+    }
+
+    async fn revoke_personal_access_token(
+        &self,
+        request: Request<proto::RevokePersonalAccessTokenRequest>,
+    ) -> Result<Response<proto::RevokePersonalAccessTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = RevokeInput::PersonalAccess {
+            token_id: message.token_id,
+            reason: message.reason,
+        };
+        let token = self.revoke(&context, input).await?;
+        Ok(Response::new(proto::RevokePersonalAccessTokenResponse {
+            token: Some(token),
+        }))
+    }
+
+    async fn revoke_service_account_token(
+        &self,
+        request: Request<proto::RevokeServiceAccountTokenRequest>,
+    ) -> Result<Response<proto::RevokeServiceAccountTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = RevokeInput::ServiceAccount {
+            service_account_slug: message.service_account_slug,
+            token_slug: message.token_slug,
+            reason: message.reason,
+        };
+        let token = self.revoke(&context, input).await?;
+        Ok(Response::new(proto::RevokeServiceAccountTokenResponse {
+            token: Some(token),
+        }))
+    }
+
+    async fn delete_workspace_api_key(
+        &self,
+        request: Request<proto::DeleteWorkspaceApiKeyRequest>,
+    ) -> Result<Response<proto::DeleteWorkspaceApiKeyResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = RevokeInput::WorkspaceApiKey {
+            workspace_id: message.workspace_id,
+            key_name: message.key_name,
+            reason: message.reason,
+        };
+        let token = self.revoke(&context, input).await?;
+        Ok(Response::new(proto::DeleteWorkspaceApiKeyResponse {
+            key_name: token.name.clone(),
+            workspace_id: token.workspace_id.clone(),
+            token: Some(token),
+        }))
+    }
+
+    async fn authenticate_token(
+        &self,
+        request: Request<proto::AuthenticateTokenRequest>,
+    ) -> Result<Response<proto::AuthenticateTokenResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let result = self
+            .lifecycle
+            .authenticate_token(&context.caller, self.clock.now(), &request.get_ref().secret)
+            .await;
+        self.metrics.record_authentication(&result);
+        let token = result.map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::AuthenticateTokenResponse {
+            token: Some(convert::token(&token)),
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<proto::ListAuditEventsRequest>,
+    ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
+        let context = CallContext::of(&request)?;
+        let page = self
+            .lifecycle
+            .list_audit_events(
+                &context.caller,
+                convert::list_audit_events_input(request.into_inner()),
+            )
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::ListAuditEventsResponse {
+            audit_events: page.items.iter().map(convert::audit_event).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+}

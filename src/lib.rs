@@ -1,0 +1,15 @@
+//! tokend: a gRPC service that issues, verifies and revokes API tokens.
+//!
+//! Layers (see ARCHITECTURE.md): [`grpc`] is the tonic transport, [`domain`]
+//! the core with no tonic or sea-orm in it, [`store`] the sea-orm storage.
+//! [`identity`] verifies caller JWTs, [`metrics`] serves Prometheus figures,
+//! [`server`] wires everything, [`config`] holds the command line.
+
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,4 @@
+//! sea-orm entities: the tables as the store reads and writes them.
+
+pub mod audit_event;
+pub mod token;

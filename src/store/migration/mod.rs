@@ -1,0 +1,16 @@
+//! Schema migrations, applied at start-up and by `tokend migrate`.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_tokens;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_create_tokens::Migration)]
+    }
+}

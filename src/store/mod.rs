@@ -1,0 +1,187 @@
+//! Storage with sea-orm: connection set-up, migrations, and the queries behind
+//! [`TokenRepository`]. The only module that knows SQL exists.
+
+pub mod entity;
+pub mod migration;
+mod queries;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::domain::repository::StoreError;
+
+/// Advisory lock key serialising migrations across replicas ("tokend" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x746f_6b65_6e64;
+
+/// Connection-pool settings (flags `--db-*`).
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// How long a call waits for a pooled connection before failing with
+    /// UNAVAILABLE (sqlx's default of 30 s would hang clients).
+    pub acquire_timeout: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// PostgreSQL `statement_timeout` (SQLite: the busy timeout).
+    pub statement_timeout: Duration,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections are recycled after this long.
+    pub max_lifetime: Duration,
+}
+
+/// The sea-orm store.
+#[derive(Clone, Debug)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// Builds the pool without connecting: the server starts (and reports
+    /// NOT_SERVING) even while the database is down, and connects lazily.
+    pub async fn connect_lazy(settings: &DatabaseSettings) -> Result<SeaStore, StoreError> {
+        let mut options = ConnectOptions::new(settings.url.clone());
+        options
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_timeout(settings.connect_timeout)
+            .idle_timeout(settings.idle_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .connect_lazy(true)
+            // Statements may carry hashes: never log them.
+            .sqlx_logging(false);
+        if settings.url.starts_with("postgres") {
+            options
+                .statement_timeout(settings.statement_timeout)
+                .set_application_name("tokend");
+        }
+        let busy_timeout = settings.statement_timeout;
+        options.map_sqlx_sqlite_opts(move |sqlite| {
+            sqlite
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy_timeout)
+                .foreign_keys(true)
+        });
+        let db = Database::connect(options).await.map_err(classify)?;
+        Ok(SeaStore { db })
+    }
+
+    /// Applies pending migrations. On PostgreSQL they run in one transaction
+    /// that first takes an advisory lock, so replicas (or init containers)
+    /// starting together migrate one at a time and a failure leaves nothing
+    /// half-applied. SQLite's file lock serialises writers by itself.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await.map_err(classify)?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+                    .await
+                    .map_err(classify)?;
+                migration::Migrator::up(&txn, None).await.map_err(classify)?;
+                txn.commit().await.map_err(classify)
+            }
+            _ => migration::Migrator::up(&self.db, None).await.map_err(classify),
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await.map_err(classify)
+    }
+
+    /// The backend, for backend-specific SQL.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// Classifies a sea-orm error by what the caller should do: retry later
+/// (connection trouble, timeouts, SQLite busy), report a conflict, or give up.
+pub(crate) fn classify(error: DbErr) -> StoreError {
+    if matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    ) {
+        return StoreError::Conflict;
+    }
+    let transient = match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => is_transient(runtime),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Other(Box::new(error))
+    }
+}
+
+fn is_transient(error: &sea_orm::RuntimeErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    let sea_orm::RuntimeErr::SqlxError(sqlx_error) = error else {
+        return false;
+    };
+    match sqlx_error.as_ref() {
+        SqlxError::Io(_)
+        | SqlxError::Tls(_)
+        | SqlxError::Protocol(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        SqlxError::Database(db_error) => {
+            let code = db_error.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08xxx), admin shutdown and
+            // cannot-connect-now (57P0x), statement timeout (57014), too many
+            // connections (53300), serialization failure and deadlock.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code.as_ref(), "57014" | "53300" | "40001" | "40P01")
+                // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), plain or extended.
+                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
+}
+
+impl SeaStore {
+    /// A trivial query, for readiness.
+    pub async fn ping_database(&self) -> Result<(), StoreError> {
+        self.db
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
+impl SeaStore {
+    /// (open connections, idle connections) of the pool.
+    pub fn pool_status(&self) -> Option<(u32, usize)> {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                Some((pool.size(), pool.num_idle()))
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                Some((pool.size(), pool.num_idle()))
+            }
+            _ => None,
+        }
+    }
+}

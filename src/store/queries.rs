@@ -1,0 +1,374 @@
+//! The queries behind [`TokenRepository`]. Every organisation-scoped statement
+//! carries `org_id = ?` in its WHERE clause, so another organisation's rows
+//! are never read, let alone changed.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use crate::domain::kind::TokenKind;
+use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::secret::TokenHash;
+use crate::domain::token::{
+    NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, TokenState,
+    Visibility,
+};
+use crate::store::entity::{audit_event, token};
+use crate::store::{SeaStore, classify};
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt row: {what}").into())
+}
+
+fn to_token(row: token::Model) -> Result<Token, StoreError> {
+    Ok(Token {
+        id: row.id,
+        token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("tokens.token_id"))?,
+        kind: TokenKind::from_db_str(&row.kind).ok_or_else(|| corrupt("tokens.kind"))?,
+        org_id: row.org_id,
+        name: row.name,
+        owner_user_id: row.owner_user_id,
+        service_account_slug: row.service_account_slug,
+        workspace_id: row.workspace_id,
+        scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+        last_used_at: row.last_used_at,
+        created_by: row.created_by,
+        revoked_by: row.revoked_by,
+        revoke_reason: row.revoke_reason,
+    })
+}
+
+fn to_audit_event(row: audit_event::Model) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: row.id,
+        event_type: AuditEventType::parse(&row.event_type)
+            .ok_or_else(|| corrupt("audit_events.event_type"))?,
+        org_id: row.org_id,
+        actor: row.actor,
+        token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("audit_events.token_id"))?,
+        token_numeric_id: row.token_numeric_id,
+        token_kind: TokenKind::from_db_str(&row.token_kind)
+            .ok_or_else(|| corrupt("audit_events.token_kind"))?,
+        request_id: row.request_id,
+        occurred_at: row.occurred_at,
+        reason: row.reason,
+    })
+}
+
+/// The event row for `event_type` on `token`.
+fn audit_row(
+    event_type: AuditEventType,
+    token: &Token,
+    audit: &AuditContext,
+    reason: Option<String>,
+) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
+        id: ActiveValue::NotSet,
+        event_type: ActiveValue::Set(event_type.as_str().to_owned()),
+        org_id: ActiveValue::Set(token.org_id.clone()),
+        actor: ActiveValue::Set(audit.actor.clone()),
+        token_id: ActiveValue::Set(token.token_id.to_string()),
+        token_numeric_id: ActiveValue::Set(token.id),
+        token_kind: ActiveValue::Set(token.kind.as_str().to_owned()),
+        request_id: ActiveValue::Set(audit.request_id.clone()),
+        occurred_at: ActiveValue::Set(audit.now),
+        reason: ActiveValue::Set(reason),
+    }
+}
+
+/// The condition naming `target` within `org_id` (revoked or not).
+fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
+    let base = Condition::all()
+        .add(token::Column::OrgId.eq(org_id))
+        .add(token::Column::Kind.eq(target.kind().as_str()));
+    match target {
+        RevokeTarget::Scrape { id } => base.add(token::Column::Id.eq(*id)),
+        RevokeTarget::PersonalAccess {
+            token_id,
+            owner_user_id,
+        } => {
+            let condition = base.add(token::Column::TokenId.eq(token_id.to_string()));
+            match owner_user_id {
+                Some(owner) => condition.add(token::Column::OwnerUserId.eq(owner.as_str())),
+                None => condition,
+            }
+        }
+        RevokeTarget::ServiceAccount {
+            service_account_slug,
+            token_slug,
+        } => base
+            .add(token::Column::ServiceAccountSlug.eq(service_account_slug.as_str()))
+            .add(token::Column::Name.eq(token_slug.as_str())),
+        RevokeTarget::WorkspaceApiKey {
+            workspace_id,
+            key_name,
+        } => base
+            .add(token::Column::WorkspaceId.eq(workspace_id.as_str()))
+            .add(token::Column::Name.eq(key_name.as_str())),
+    }
+}
+
+fn visibility_condition(org_id: &str, visibility: &Visibility) -> Condition {
+    let base = Condition::all().add(token::Column::OrgId.eq(org_id));
+    match visibility {
+        Visibility::WholeOrg => base,
+        Visibility::OwnPersonalTokens { owner_user_id } => base
+            .add(token::Column::Kind.eq(TokenKind::PersonalAccess.as_str()))
+            .add(token::Column::OwnerUserId.eq(owner_user_id.as_str())),
+    }
+}
+
+impl SeaStore {
+    /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the
+    /// write lock up front, so concurrent writers queue on the busy timeout
+    /// instead of failing with `database is locked` when a read lock cannot be
+    /// upgraded.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.connection()
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .map_err(classify)
+    }
+}
+
+impl TokenRepository for SeaStore {
+    async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
+        let txn = self.begin_write().await?;
+        let row = token::ActiveModel {
+            id: ActiveValue::NotSet,
+            token_id: ActiveValue::Set(new.token_id.to_string()),
+            kind: ActiveValue::Set(new.kind.as_str().to_owned()),
+            org_id: ActiveValue::Set(new.org_id),
+            name: ActiveValue::Set(new.name),
+            owner_user_id: ActiveValue::Set(new.owner_user_id),
+            service_account_slug: ActiveValue::Set(new.service_account_slug),
+            workspace_id: ActiveValue::Set(new.workspace_id),
+            scopes: ActiveValue::Set(new.scopes.join(" ")),
+            secret_hash: ActiveValue::Set(new.secret_hash.as_bytes().to_vec()),
+            created_at: ActiveValue::Set(new.created_at),
+            expires_at: ActiveValue::Set(new.expires_at),
+            revoked_at: ActiveValue::Set(None),
+            last_used_at: ActiveValue::Set(None),
+            created_by: ActiveValue::Set(new.created_by),
+            revoked_by: ActiveValue::Set(None),
+            revoke_reason: ActiveValue::Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(classify)?;
+        let token = to_token(row)?;
+        audit_row(token.kind.created_event(), &token, audit, None)
+            .insert(&txn)
+            .await
+            .map_err(classify)?;
+        txn.commit().await.map_err(classify)?;
+        Ok(token)
+    }
+
+    async fn find_token(
+        &self,
+        org_id: &str,
+        id: i64,
+        visibility: &Visibility,
+    ) -> Result<Option<Token>, StoreError> {
+        token::Entity::find()
+            .filter(visibility_condition(org_id, visibility))
+            .filter(token::Column::Id.eq(id))
+            .one(self.connection())
+            .await
+            .map_err(classify)?
+            .map(to_token)
+            .transpose()
+    }
+
+    async fn list_tokens(
+        &self,
+        org_id: &str,
+        visibility: &Visibility,
+        filter: &TokenFilter,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Token>, StoreError> {
+        let mut query = token::Entity::find().filter(visibility_condition(org_id, visibility));
+        if let Some(kind) = filter.kind {
+            query = query.filter(token::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(slug) = &filter.service_account_slug {
+            query = query.filter(token::Column::ServiceAccountSlug.eq(slug.as_str()));
+        }
+        if let Some(workspace) = &filter.workspace_id {
+            query = query.filter(token::Column::WorkspaceId.eq(workspace.as_str()));
+        }
+        if !filter.show_revoked {
+            query = query.filter(token::Column::RevokedAt.is_null());
+        }
+        if let Some(after) = after_id {
+            query = query.filter(token::Column::Id.gt(after));
+        }
+        query
+            .order_by_asc(token::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(to_token)
+            .collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        org_id: &str,
+        target: &RevokeTarget,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let txn = self.begin_write().await?;
+        // `revoked_at IS NULL` in the UPDATE itself makes concurrent revokes
+        // race safely: PostgreSQL re-checks it after the first writer commits
+        // and SQLite serialises writers, so exactly one caller sees a row and
+        // writes the audit event.
+        let updated = token::Entity::update_many()
+            .col_expr(token::Column::RevokedAt, Expr::value(audit.now))
+            .col_expr(
+                token::Column::RevokedBy,
+                Expr::value(revocation.revoked_by.clone()),
+            )
+            .col_expr(
+                token::Column::RevokeReason,
+                Expr::value(revocation.reason.clone()),
+            )
+            .filter(target_condition(org_id, target))
+            .filter(token::Column::RevokedAt.is_null())
+            .exec_with_returning(&txn)
+            .await
+            .map_err(classify)?;
+        if let Some(row) = updated.into_iter().next() {
+            let token = to_token(row)?;
+            audit_row(
+                token.kind.revoked_event(),
+                &token,
+                audit,
+                revocation.reason.clone(),
+            )
+            .insert(&txn)
+            .await
+            .map_err(classify)?;
+            txn.commit().await.map_err(classify)?;
+            return Ok(RevokeOutcome::Revoked(token));
+        }
+        // Nothing active matched: the most recently revoked token of that name
+        // (names can be reused after a revoke) answers idempotently.
+        let existing = token::Entity::find()
+            .filter(target_condition(org_id, target))
+            .order_by_desc(token::Column::RevokedAt)
+            .order_by_desc(token::Column::Id)
+            .one(&txn)
+            .await
+            .map_err(classify)?;
+        txn.commit().await.map_err(classify)?;
+        match existing {
+            Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
+            None => Ok(RevokeOutcome::NotFound),
+        }
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+        token::Entity::find()
+            .filter(token::Column::SecretHash.eq(hash.as_bytes().to_vec()))
+            .one(self.connection())
+            .await
+            .map_err(classify)?
+            .map(to_token)
+            .transpose()
+    }
+
+    async fn touch_last_used(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        token::Entity::update_many()
+            .col_expr(token::Column::LastUsedAt, Expr::value(now))
+            .filter(token::Column::Id.eq(id))
+            .filter(
+                Condition::any()
+                    .add(token::Column::LastUsedAt.is_null())
+                    .add(token::Column::LastUsedAt.lt(stale_before)),
+            )
+            .exec(self.connection())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list_audit_events(
+        &self,
+        org_id: &str,
+        event_type: Option<AuditEventType>,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut query = audit_event::Entity::find().filter(audit_event::Column::OrgId.eq(org_id));
+        if let Some(event_type) = event_type {
+            query = query.filter(audit_event::Column::EventType.eq(event_type.as_str()));
+        }
+        if let Some(after) = after_id {
+            query = query.filter(audit_event::Column::Id.gt(after));
+        }
+        query
+            .order_by_asc(audit_event::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(to_audit_event)
+            .collect()
+    }
+
+    async fn count_tokens(&self, org_id: &str, now: DateTime<Utc>) -> Result<TokenCounts, StoreError> {
+        let mut counts = Vec::with_capacity(TokenKind::ALL.len() * TokenState::ALL.len());
+        for kind in TokenKind::ALL {
+            let of_kind = || {
+                token::Entity::find()
+                    .filter(token::Column::OrgId.eq(org_id))
+                    .filter(token::Column::Kind.eq(kind.as_str()))
+            };
+            let revoked = of_kind()
+                .filter(token::Column::RevokedAt.is_not_null())
+                .count(self.connection())
+                .await
+                .map_err(classify)?;
+            let expired = of_kind()
+                .filter(token::Column::RevokedAt.is_null())
+                .filter(token::Column::ExpiresAt.lte(now))
+                .count(self.connection())
+                .await
+                .map_err(classify)?;
+            let total = of_kind().count(self.connection()).await.map_err(classify)?;
+            let active = total.saturating_sub(revoked).saturating_sub(expired);
+            counts.push((kind, TokenState::Active, active));
+            counts.push((kind, TokenState::Expired, expired));
+            counts.push((kind, TokenState::Revoked, revoked));
+        }
+        Ok(TokenCounts { counts })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ping_database().await
+    }
+}
