@@ -1,0 +1,19 @@
+//! tokend's integration suite: one binary, real tonic clients over real
+//! sockets, each test with its own database. Every backend-sensitive test
+//! runs on SQLite and on PostgreSQL (see `support::Backend`).
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+mod support;
+
+mod errors;
+mod identity;
+mod lifecycle;
+mod operations;
+mod postgres;
