@@ -133,10 +133,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TOKEND_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Calls per second per caller (0: no limit).
-    #[arg(long, env = "TOKEND_RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
+    #[arg(long, env = "TOKEND_RATE_LIMIT_PER_SECOND", default_value_t = 10_000)]
     pub rate_limit_per_second: u32,
     /// Burst per caller.
-    #[arg(long, env = "TOKEND_RATE_LIMIT_BURST", default_value_t = 2000)]
+    #[arg(long, env = "TOKEND_RATE_LIMIT_BURST", default_value_t = 20_000)]
     pub rate_limit_burst: u32,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TOKEND_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]

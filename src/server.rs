@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::ServeArgs;
+use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, TokenLifecycle};
 use crate::grpc::auth::AuthInterceptor;
 use crate::grpc::proto;
@@ -199,6 +200,16 @@ async fn watch_jwks(key_ring: Arc<KeyRing>, interval: Duration, mut shutdown: wa
     }
 }
 
+/// Periodically drops rate-limiter state of callers that went quiet.
+async fn forget_idle_callers(limiter: Arc<CallerRateLimiter>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(10)) => limiter.forget_idle(),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Starts tokend on already-bound listeners. Returns once the server is
 /// accepting; readiness follows when migrations are applied.
 pub async fn start(
@@ -229,7 +240,11 @@ pub async fn start(
     let lifecycle = Arc::new(TokenLifecycle::new(store.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::new("metrics", e))?);
     let schema_ready = Arc::new(AtomicBool::new(false));
+    // `shutdown` begins shutdown (health first); `stop` then tells the
+    // listeners to stop accepting, so a Watch client sees NOT_SERVING before
+    // its connection is told to go away.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, LIVENESS_SERVICE, true).await;
@@ -246,13 +261,15 @@ pub async fn start(
         .build_v1alpha()
         .map_err(|e| StartupError::new("reflection", e))?;
 
+    let rate_limiter = Arc::new(CallerRateLimiter::new(args.rate_limit_per_second, args.rate_limit_burst));
+    tokio::spawn(forget_idle_callers(rate_limiter.clone(), shutdown_rx.clone()));
     let api = TokenApi::new(lifecycle.clone(), clock.clone(), metrics.clone());
     let token_service = InterceptedService::new(
         TokenServiceServer::new(api).max_decoding_message_size(args.max_message_size),
-        AuthInterceptor::new(Arc::new(verifier), clock.clone(), schema_ready.clone()),
+        AuthInterceptor::new(Arc::new(verifier), clock.clone(), schema_ready.clone(), rate_limiter.clone()),
     );
 
-    let mut grpc_shutdown = shutdown_rx.clone();
+    let mut grpc_shutdown = stop_rx.clone();
     let grpc_server = Server::builder()
         .timeout(args.request_timeout)
         .concurrency_limit_per_connection(args.max_concurrent_requests)
@@ -272,7 +289,7 @@ pub async fn start(
             },
         );
 
-    let mut http_shutdown = shutdown_rx.clone();
+    let mut http_shutdown = stop_rx;
     let http_router = endpoint::router(MetricsState {
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
@@ -303,6 +320,7 @@ pub async fn start(
         tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: health NOT_SERVING, draining in-flight calls");
         set_status(&reporter, LIVENESS_SERVICE, false).await;
         set_status(&reporter, READINESS_SERVICE, false).await;
+        let _ = stop_tx.send(true);
         // tonic's graceful shutdown waits for every connection, however idle
         // (a health Watch stream never ends): bound it by the grace period.
         let (mut grpc, mut http) = (grpc, http);

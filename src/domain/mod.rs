@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod kind;
 pub mod pagination;
+pub mod rate_limit;
 pub mod repository;
 pub mod secret;
 pub mod service;

@@ -9,28 +9,37 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::domain::error::CallerRejection;
+use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, ServiceError};
 use crate::grpc::request_context::RequestId;
 use crate::grpc::status::{DEFAULT_RETRY_AFTER, to_status};
 use crate::identity::JwtVerifier;
 
-/// Verifies the caller of every `TokenService` call.
+/// Verifies the caller of every `TokenService` call and applies its rate
+/// limit.
 #[derive(Clone, Debug)]
 pub struct AuthInterceptor {
     verifier: Arc<JwtVerifier>,
     clock: Arc<dyn Clock>,
     schema_ready: Arc<AtomicBool>,
+    rate_limiter: Arc<CallerRateLimiter>,
 }
 
 impl AuthInterceptor {
     /// An interceptor using `verifier` at `clock`'s time. Until
     /// `schema_ready` is set (migrations applied), calls are refused with
     /// UNAVAILABLE instead of reaching tables that do not exist yet.
-    pub fn new(verifier: Arc<JwtVerifier>, clock: Arc<dyn Clock>, schema_ready: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        verifier: Arc<JwtVerifier>,
+        clock: Arc<dyn Clock>,
+        schema_ready: Arc<AtomicBool>,
+        rate_limiter: Arc<CallerRateLimiter>,
+    ) -> Self {
         AuthInterceptor {
             verifier,
             clock,
             schema_ready,
+            rate_limiter,
         }
     }
 }
@@ -69,6 +78,9 @@ impl Interceptor for AuthInterceptor {
                 let span = tracing::Span::current();
                 span.record("org", caller.org_id.as_str());
                 span.record("caller", caller.subject.as_str());
+                self.rate_limiter
+                    .check(&caller)
+                    .map_err(|error| to_status(&error, &request_id))?;
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
