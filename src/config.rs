@@ -16,7 +16,13 @@ fn duration(value: &str) -> Result<Duration, String> {
 
 /// tokend: issues, verifies and revokes API tokens over gRPC.
 #[derive(Debug, Parser)]
-#[command(name = "tokend", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "tokend",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]

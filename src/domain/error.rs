@@ -16,17 +16,24 @@ pub struct FieldViolation {
     pub value: String,
 }
 
-/// Values echoed in error details are cut to this many characters so that the
+/// Values echoed in error details are cut to this many bytes so that the
 /// details stay far below the 16 KiB HTTP/2 trailer limit.
 pub const MAX_ECHOED_VALUE_CHARS: usize = 64;
 
 impl FieldViolation {
     /// A violation that echoes (a truncated copy of) the value received.
     pub fn new(location: impl Into<String>, message: impl Into<String>, value: &str) -> Self {
-        let mut echoed: String = value.chars().take(MAX_ECHOED_VALUE_CHARS).collect();
-        if value.chars().nth(MAX_ECHOED_VALUE_CHARS).is_some() {
-            echoed.push('…');
-        }
+        // At most 64 characters and 64 bytes, the ellipsis included, so that
+        // multi-byte input cannot inflate the details.
+        let echoed = if value.len() <= MAX_ECHOED_VALUE_CHARS {
+            value.to_owned()
+        } else {
+            let mut cut = MAX_ECHOED_VALUE_CHARS - '…'.len_utf8();
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…", &value[..cut])
+        };
         FieldViolation {
             location: location.into(),
             message: message.into(),

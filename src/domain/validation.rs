@@ -28,23 +28,42 @@ pub enum TimestampInput {
     OutOfRange,
 }
 
+/// Most violations reported for one request. Each appears three times in
+/// the details (Problem.errors, the legacy map, BadRequest), and the details
+/// ride in HTTP/2 trailers that clients cap at 16 KiB; the rest are counted
+/// in one final entry.
+pub const MAX_REPORTED_VIOLATIONS: usize = 20;
+
 /// Collects violations across the fields of one request.
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    reported: Vec<FieldViolation>,
+    omitted: usize,
+}
 
 impl Violations {
     /// Records one bad field.
     pub fn push(&mut self, location: &str, message: &str, value: &str) {
-        self.0.push(FieldViolation::new(location, message, value));
+        if self.reported.len() < MAX_REPORTED_VIOLATIONS {
+            self.reported.push(FieldViolation::new(location, message, value));
+        } else {
+            self.omitted += 1;
+        }
     }
 
     /// The violations, or `Ok(())` if there are none.
-    pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
+    pub fn into_result(mut self) -> Result<(), Vec<FieldViolation>> {
+        if self.reported.is_empty() {
+            return Ok(());
         }
+        if self.omitted > 0 {
+            self.reported.push(FieldViolation::new(
+                "request",
+                &format!("{} more invalid field(s) not listed", self.omitted),
+                "",
+            ));
+        }
+        Err(self.reported)
     }
 }
 

@@ -127,7 +127,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let observer = self.observer.clone();
-        let future = span.in_scope(|| inner.call(request));
+        let future = span.in_scope(|| {
+            // Paired with "rpc finished": a started call without its finish
+            // line is a call that was accepted and never answered.
+            tracing::debug!("rpc started");
+            inner.call(request)
+        });
         Box::pin(
             async move {
                 let mut response = future.await?;
