@@ -17,7 +17,10 @@ use tokend::telemetry::init_logging;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("tokend: cannot start the async runtime: {error}");
@@ -42,7 +45,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn bind(addr: std::net::SocketAddr, setting: &'static str) -> Result<TcpListener, StartupError> {
+async fn bind(
+    addr: std::net::SocketAddr,
+    setting: &'static str,
+) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr).await.map_err(|e| StartupError {
         setting,
         message: format!("cannot listen on {addr}: {e}"),
@@ -87,11 +93,14 @@ async fn migrate(args: MigrateArgs) -> Result<(), StartupError> {
     }
     let store = SeaStore::connect_lazy(&args.database.settings())
         .await
-        .map_err(|e| StartupError { setting, message: describe(&e) })?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| StartupError { setting, message: describe(&e) })?;
+        .map_err(|e| StartupError {
+            setting,
+            message: describe(&e),
+        })?;
+    store.migrate().await.map_err(|e| StartupError {
+        setting,
+        message: describe(&e),
+    })?;
     tracing::info!("migrations applied");
     let _ = store.close().await;
     Ok(())
@@ -112,10 +121,11 @@ fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
     let secret = match &args.jwt_hs256_secret {
         Some(secret) => secret.clone(),
         None => {
-            let (secret, _, _) = secret_file::load_or_create(&args.data_dir).map_err(|e| StartupError {
-                setting: "--data-dir (TOKEND_DATA_DIR)",
-                message: e.to_string(),
-            })?;
+            let (secret, _, _) =
+                secret_file::load_or_create(&args.data_dir).map_err(|e| StartupError {
+                    setting: "--data-dir (TOKEND_DATA_DIR)",
+                    message: e.to_string(),
+                })?;
             secret
         }
     };

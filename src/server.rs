@@ -58,12 +58,14 @@ impl StartupError {
 
 /// Builds the JWT verifier from the settings: an explicit HS secret, a JWKS
 /// file, or else the zero-config secret file.
-pub fn build_verifier(args: &ServeArgs) -> Result<(JwtVerifier, Option<Arc<KeyRing>>), StartupError> {
+pub fn build_verifier(
+    args: &ServeArgs,
+) -> Result<(JwtVerifier, Option<Arc<KeyRing>>), StartupError> {
     let jwt = &args.jwt;
     let key_ring = match &jwt.jwt_jwks_file {
-        Some(path) => Some(Arc::new(
-            KeyRing::load(path).map_err(|e| StartupError::new("--jwt-jwks-file (TOKEND_JWT_JWKS_FILE)", e))?,
-        )),
+        Some(path) => Some(Arc::new(KeyRing::load(path).map_err(|e| {
+            StartupError::new("--jwt-jwks-file (TOKEND_JWT_JWKS_FILE)", e)
+        })?)),
         None => None,
     };
     let hs_secret = match (&jwt.jwt_hs256_secret, &key_ring) {
@@ -168,7 +170,10 @@ async fn watch_readiness(
             }
         }
         let healthy = schema_ready.load(Ordering::Acquire)
-            && matches!(tokio::time::timeout(ping_timeout, store.ping_database()).await, Ok(Ok(())));
+            && matches!(
+                tokio::time::timeout(ping_timeout, store.ping_database()).await,
+                Ok(Ok(()))
+            );
         if healthy != ready && !*shutdown.borrow() {
             ready = healthy;
             set_status(&reporter, READINESS_SERVICE, ready).await;
@@ -186,7 +191,11 @@ async fn watch_readiness(
 }
 
 /// Re-reads the JWKS file periodically; a broken file keeps the old keys.
-async fn watch_jwks(key_ring: Arc<KeyRing>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn watch_jwks(
+    key_ring: Arc<KeyRing>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -195,7 +204,9 @@ async fn watch_jwks(key_ring: Arc<KeyRing>, interval: Duration, mut shutdown: wa
         match key_ring.reload_if_changed() {
             Ok(true) => tracing::info!("JWKS file changed: keys reloaded"),
             Ok(false) => {}
-            Err(error) => tracing::error!(error = %error, "JWKS file unusable: keeping the previous keys"),
+            Err(error) => {
+                tracing::error!(error = %error, "JWKS file unusable: keeping the previous keys")
+            }
         }
     }
 }
@@ -231,12 +242,26 @@ pub async fn start(
         std::fs::create_dir_all(&args.database.data_dir)
             .map_err(|e| StartupError::new("--data-dir (TOKEND_DATA_DIR)", e))?;
     }
-    if !(settings.url.starts_with("sqlite:") || settings.url.starts_with("postgres://") || settings.url.starts_with("postgresql://")) {
-        return Err(StartupError::new("--database-url (DATABASE_URL)", "must start with sqlite:// or postgres://"));
+    if !(settings.url.starts_with("sqlite:")
+        || settings.url.starts_with("postgres://")
+        || settings.url.starts_with("postgresql://"))
+    {
+        return Err(StartupError::new(
+            "--database-url (DATABASE_URL)",
+            "must start with sqlite:// or postgres://",
+        ));
     }
-    let store = SeaStore::connect_lazy(&settings)
-        .await
-        .map_err(|e| StartupError::new("--database-url (DATABASE_URL)", format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default())))?;
+    let store = SeaStore::connect_lazy(&settings).await.map_err(|e| {
+        StartupError::new(
+            "--database-url (DATABASE_URL)",
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+        )
+    })?;
     let lifecycle = Arc::new(TokenLifecycle::new(store.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::new("metrics", e))?);
     let schema_ready = Arc::new(AtomicBool::new(false));
@@ -261,12 +286,23 @@ pub async fn start(
         .build_v1alpha()
         .map_err(|e| StartupError::new("reflection", e))?;
 
-    let rate_limiter = Arc::new(CallerRateLimiter::new(args.rate_limit_per_second, args.rate_limit_burst));
-    tokio::spawn(forget_idle_callers(rate_limiter.clone(), shutdown_rx.clone()));
+    let rate_limiter = Arc::new(CallerRateLimiter::new(
+        args.rate_limit_per_second,
+        args.rate_limit_burst,
+    ));
+    tokio::spawn(forget_idle_callers(
+        rate_limiter.clone(),
+        shutdown_rx.clone(),
+    ));
     let api = TokenApi::new(lifecycle.clone(), clock.clone(), metrics.clone());
     let token_service = InterceptedService::new(
         TokenServiceServer::new(api).max_decoding_message_size(args.max_message_size),
-        AuthInterceptor::new(Arc::new(verifier), clock.clone(), schema_ready.clone(), rate_limiter.clone()),
+        AuthInterceptor::new(
+            Arc::new(verifier),
+            clock.clone(),
+            schema_ready.clone(),
+            rate_limiter.clone(),
+        ),
     );
 
     let mut grpc_shutdown = stop_rx.clone();
@@ -308,7 +344,11 @@ pub async fn start(
         shutdown_rx.clone(),
     ));
     if let Some(key_ring) = key_ring {
-        tokio::spawn(watch_jwks(key_ring, args.jwt.jwt_jwks_reload_interval, shutdown_rx.clone()));
+        tokio::spawn(watch_jwks(
+            key_ring,
+            args.jwt.jwt_jwks_reload_interval,
+            shutdown_rx.clone(),
+        ));
     }
 
     let grace = args.shutdown_grace;
@@ -317,7 +357,10 @@ pub async fn start(
         let grpc = tokio::spawn(grpc_server);
         let http = tokio::spawn(async move { http_server.await });
         let _ = begin.wait_for(|stop| *stop).await;
-        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: health NOT_SERVING, draining in-flight calls");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: health NOT_SERVING, draining in-flight calls"
+        );
         set_status(&reporter, LIVENESS_SERVICE, false).await;
         set_status(&reporter, READINESS_SERVICE, false).await;
         let _ = stop_tx.send(true);

@@ -14,7 +14,8 @@ pub const DEFAULT_FILTER: &str = "info";
 /// Installs the global subscriber. `None` picks `pretty` on a terminal and
 /// `json` otherwise.
 pub fn init_logging(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Pretty
     } else {

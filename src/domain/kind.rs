@@ -49,7 +49,9 @@ impl TokenKind {
 
     /// Parses [`TokenKind::as_str`] back.
     pub fn from_db_str(value: &str) -> Option<TokenKind> {
-        TokenKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+        TokenKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
     }
 
     /// The audit event written when a token of this family is created.

@@ -41,7 +41,9 @@ pub fn decode(token: &str, scope: &str) -> Result<Option<Cursor>, InvalidPageTok
     if token.len() > MAX_PAGE_TOKEN_LEN {
         return Err(InvalidPageToken);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| InvalidPageToken)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| InvalidPageToken)?;
     let text = String::from_utf8(bytes).map_err(|_| InvalidPageToken)?;
     let mut parts = text.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {

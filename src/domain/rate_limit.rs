@@ -42,10 +42,12 @@ impl CallerRateLimiter {
             return Ok(());
         };
         let key = (caller.org_id.clone(), caller.subject.clone());
-        limiter.check_key(&key).map_err(|not_until| ServiceError::RateLimited {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-            subject: format!("{}/{}", caller.org_id, caller.subject),
-        })
+        limiter
+            .check_key(&key)
+            .map_err(|not_until| ServiceError::RateLimited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                subject: format!("{}/{}", caller.org_id, caller.subject),
+            })
     }
 
     /// Drops the state of callers whose budget has refilled.

@@ -110,7 +110,9 @@ impl TokenSecret {
         let mut random = String::with_capacity(RANDOM_LEN);
         let mut buffer = [0u8; 64];
         while random.len() < RANDOM_LEN {
-            OsRng.try_fill_bytes(&mut buffer).map_err(RandomSourceError)?;
+            OsRng
+                .try_fill_bytes(&mut buffer)
+                .map_err(RandomSourceError)?;
             // Rejection sampling: 248 = 4 × 62, so accepted bytes map
             // uniformly onto the alphabet.
             for byte in buffer.iter().copied().filter(|b| *b < 248) {
@@ -145,8 +147,7 @@ impl TokenSecret {
                     .map(|body| (kind, body))
             })
             .ok_or(MalformedSecret::UnknownPrefix)?;
-        if body.len() != RANDOM_LEN + CHECKSUM_LEN || !body.bytes().all(|b| ALPHABET.contains(&b))
-        {
+        if body.len() != RANDOM_LEN + CHECKSUM_LEN || !body.bytes().all(|b| ALPHABET.contains(&b)) {
             return Err(MalformedSecret::BadBody);
         }
         let (random, presented_checksum) = body.split_at(RANDOM_LEN);
@@ -205,10 +206,7 @@ mod tests {
             let at = kind.secret_prefix().len() + 5;
             chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
             let typo: String = chars.into_iter().collect();
-            assert_eq!(
-                TokenSecret::parse(&typo),
-                Err(MalformedSecret::BadChecksum)
-            );
+            assert_eq!(TokenSecret::parse(&typo), Err(MalformedSecret::BadChecksum));
             assert!(!format!("{secret:?}").contains(&text[kind.secret_prefix().len()..]));
         }
         Ok(())

@@ -130,7 +130,12 @@ pub struct Revoked {
 /// Logs an audit event as a structured event with the stable target
 /// `tokend::audit`, after its transaction committed. No secret or hash is in
 /// it: the token carries neither.
-fn log_audit_event(event: AuditEventType, token: &Token, audit: &AuditContext, reason: Option<&str>) {
+fn log_audit_event(
+    event: AuditEventType,
+    token: &Token,
+    audit: &AuditContext,
+    reason: Option<&str>,
+) {
     tracing::info!(
         target: "tokend::audit",
         event_type = event.as_str(),
@@ -177,7 +182,9 @@ fn require(caller: &Caller, permission: Permission) -> Result<(), ServiceError> 
 }
 
 fn invalid(violations: Violations) -> Result<(), ServiceError> {
-    violations.into_result().map_err(ServiceError::InvalidArgument)
+    violations
+        .into_result()
+        .map_err(ServiceError::InvalidArgument)
 }
 
 /// Which tokens a caller may read: the whole org with `admin` or
@@ -257,10 +264,13 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             );
         }
         validation::check_scopes(&mut violations, &input.scopes);
-        let expires_at = validation::check_expire_time(&mut violations, input.expire_time, audit.now);
+        let expires_at =
+            validation::check_expire_time(&mut violations, input.expire_time, audit.now);
         invalid(violations)?;
         let Some(kind) = kind else {
-            return Err(ServiceError::Internal("kind passed validation unset".into()));
+            return Err(ServiceError::Internal(
+                "kind passed validation unset".into(),
+            ));
         };
 
         let permission = match kind {
@@ -301,9 +311,9 @@ impl<R: TokenRepository> TokenLifecycle<R> {
                 log_audit_event(token.kind.created_event(), &token, audit, None);
                 Ok((token, secret))
             }
-            Err(StoreError::Conflict) => {
-                Err(ServiceError::AlreadyExists(ResourceRef::token(resource_name)))
-            }
+            Err(StoreError::Conflict) => Err(ServiceError::AlreadyExists(ResourceRef::token(
+                resource_name,
+            ))),
             Err(other) => Err(other.into()),
         }
     }
@@ -331,12 +341,20 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             KindInput::Unspecified => None,
             KindInput::Known(kind) => Some(kind),
             KindInput::Unknown(number) => {
-                violations.push("kind", "must be a token kind or unspecified", &number.to_string());
+                violations.push(
+                    "kind",
+                    "must be a token kind or unspecified",
+                    &number.to_string(),
+                );
                 None
             }
         };
         if !input.service_account_slug.is_empty() {
-            validation::check_slug(&mut violations, "service_account_slug", &input.service_account_slug);
+            validation::check_slug(
+                &mut violations,
+                "service_account_slug",
+                &input.service_account_slug,
+            );
             if kind.is_some_and(|k| k != TokenKind::ServiceAccount) {
                 violations.push(
                     "service_account_slug",
@@ -401,7 +419,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
                 token_slug,
                 reason,
             } => {
-                validation::check_slug(&mut violations, "service_account_slug", &service_account_slug);
+                validation::check_slug(
+                    &mut violations,
+                    "service_account_slug",
+                    &service_account_slug,
+                );
                 validation::check_slug(&mut violations, "token_slug", &token_slug);
                 let target = RevokeTarget::ServiceAccount {
                     service_account_slug,
@@ -426,7 +448,9 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         let reason = validation::check_reason(&mut violations, &reason);
         invalid(violations)?;
         let Some(mut target) = target else {
-            return Err(ServiceError::Internal("revoke target passed validation unset".into()));
+            return Err(ServiceError::Internal(
+                "revoke target passed validation unset".into(),
+            ));
         };
 
         match &mut target {
@@ -457,7 +481,12 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .await?
         {
             RevokeOutcome::Revoked(token) => {
-                log_audit_event(token.kind.revoked_event(), &token, audit, token.revoke_reason.as_deref());
+                log_audit_event(
+                    token.kind.revoked_event(),
+                    &token,
+                    audit,
+                    token.revoke_reason.as_deref(),
+                );
                 Ok(Revoked {
                     token,
                     newly_revoked: true,
@@ -501,13 +530,19 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .await?
             .ok_or(ServiceError::TokenRejected(TokenRejection::Unknown))?;
         match token.state_at(now) {
-            TokenState::Revoked => return Err(ServiceError::TokenRejected(TokenRejection::Revoked)),
-            TokenState::Expired => return Err(ServiceError::TokenRejected(TokenRejection::Expired)),
+            TokenState::Revoked => {
+                return Err(ServiceError::TokenRejected(TokenRejection::Revoked));
+            }
+            TokenState::Expired => {
+                return Err(ServiceError::TokenRejected(TokenRejection::Expired));
+            }
             TokenState::Active => {}
         }
         let stale_before = now - LAST_USED_GRANULARITY;
         if token.last_used_at.is_none_or(|at| at < stale_before) {
-            self.repository.touch_last_used(token.id, now, stale_before).await?;
+            self.repository
+                .touch_last_used(token.id, now, stale_before)
+                .await?;
             token.last_used_at = Some(now);
         }
         Ok(token)
@@ -575,9 +610,14 @@ fn paginate<T>(items: &mut Vec<T>, limit: u64, id_of: impl Fn(&T) -> i64, scope:
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let next_page_token = if items.len() > limit {
         items.truncate(limit);
-        items
-            .last()
-            .map(|last| pagination::encode(Cursor { after_id: id_of(last) }, scope))
+        items.last().map(|last| {
+            pagination::encode(
+                Cursor {
+                    after_id: id_of(last),
+                },
+                scope,
+            )
+        })
     } else {
         None
     };

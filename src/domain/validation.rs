@@ -45,7 +45,8 @@ impl Violations {
     /// Records one bad field.
     pub fn push(&mut self, location: &str, message: &str, value: &str) {
         if self.reported.len() < MAX_REPORTED_VIOLATIONS {
-            self.reported.push(FieldViolation::new(location, message, value));
+            self.reported
+                .push(FieldViolation::new(location, message, value));
         } else {
             self.omitted += 1;
         }
@@ -155,7 +156,9 @@ pub fn check_scopes(violations: &mut Violations, scopes: &[String]) {
     for (index, scope) in scopes.iter().enumerate() {
         let well_formed = (1..=MAX_SCOPE_CHARS).contains(&scope.len())
             && scope.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b':' | b'.' | b'-')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b':' | b'.' | b'-')
             });
         if !well_formed {
             violations.push(
@@ -215,7 +218,11 @@ pub fn check_page_size(violations: &mut Violations, value: i32) -> u64 {
         Ok(0) => DEFAULT_PAGE_SIZE,
         Ok(size) if value <= MAX_PAGE_SIZE => size,
         _ => {
-            violations.push("page_size", "must be between 0 and 1000", &value.to_string());
+            violations.push(
+                "page_size",
+                "must be between 0 and 1000",
+                &value.to_string(),
+            );
             DEFAULT_PAGE_SIZE
         }
     }
@@ -226,11 +233,19 @@ pub fn check_required_kind(violations: &mut Violations, kind: KindInput) -> Opti
     match kind {
         KindInput::Known(kind) => Some(kind),
         KindInput::Unspecified => {
-            violations.push("kind", "must be one of the four token kinds", "TOKEN_KIND_UNSPECIFIED");
+            violations.push(
+                "kind",
+                "must be one of the four token kinds",
+                "TOKEN_KIND_UNSPECIFIED",
+            );
             None
         }
         KindInput::Unknown(number) => {
-            violations.push("kind", "must be one of the four token kinds", &number.to_string());
+            violations.push(
+                "kind",
+                "must be one of the four token kinds",
+                &number.to_string(),
+            );
             None
         }
     }
@@ -258,9 +273,23 @@ mod tests {
 
     #[test]
     fn workspace_ids() {
-        assert_eq!(violations_of(|v| check_workspace_id(v, "w", "g-0123456789")), 0);
-        for bad in ["", "g-012345678", "g-0123456789a", "g-ABCDEF0123", "x-0123456789", "g-012345678g"] {
-            assert_eq!(violations_of(|v| check_workspace_id(v, "w", bad)), 1, "{bad}");
+        assert_eq!(
+            violations_of(|v| check_workspace_id(v, "w", "g-0123456789")),
+            0
+        );
+        for bad in [
+            "",
+            "g-012345678",
+            "g-0123456789a",
+            "g-ABCDEF0123",
+            "x-0123456789",
+            "g-012345678g",
+        ] {
+            assert_eq!(
+                violations_of(|v| check_workspace_id(v, "w", bad)),
+                1,
+                "{bad}"
+            );
         }
     }
 
@@ -269,9 +298,24 @@ mod tests {
         assert_eq!(violations_of(|v| check_name(v, "n", &"é".repeat(100))), 0);
         assert_eq!(violations_of(|v| check_name(v, "n", &"é".repeat(101))), 1);
         assert_eq!(violations_of(|v| check_name(v, "n", "a\tb")), 1);
-        assert_eq!(violations_of(|v| { check_reason(v, "line\nline"); }), 0);
-        assert_eq!(violations_of(|v| { check_reason(v, "bell\u{7}"); }), 1);
-        assert_eq!(violations_of(|v| { check_reason(v, &"r".repeat(501)); }), 1);
+        assert_eq!(
+            violations_of(|v| {
+                check_reason(v, "line\nline");
+            }),
+            0
+        );
+        assert_eq!(
+            violations_of(|v| {
+                check_reason(v, "bell\u{7}");
+            }),
+            1
+        );
+        assert_eq!(
+            violations_of(|v| {
+                check_reason(v, &"r".repeat(501));
+            }),
+            1
+        );
         let scopes = vec!["read:tokens".to_owned(), "BAD".to_owned(), String::new()];
         assert_eq!(violations_of(|v| check_scopes(v, &scopes)), 2);
         let many = vec!["a".to_owned(); 51];

@@ -84,7 +84,10 @@ impl Interceptor for AuthInterceptor {
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
-            Err(rejection) => Err(to_status(&ServiceError::Unauthenticated(rejection), &request_id)),
+            Err(rejection) => Err(to_status(
+                &ServiceError::Unauthenticated(rejection),
+                &request_id,
+            )),
         }
     }
 }

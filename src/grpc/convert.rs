@@ -36,7 +36,9 @@ pub fn kind_to_proto(kind: TokenKind) -> proto::TokenKind {
 /// A proto timestamp → the core's view (out-of-range values are reported by
 /// validation, not here).
 pub fn timestamp_input(value: &Timestamp) -> TimestampInput {
-    let nanos = u32::try_from(value.nanos).ok().filter(|n| *n < 1_000_000_000);
+    let nanos = u32::try_from(value.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000);
     match nanos.and_then(|n| DateTime::<Utc>::from_timestamp(value.seconds, n)) {
         Some(at) => TimestampInput::Valid(at),
         None => TimestampInput::OutOfRange,

@@ -103,15 +103,23 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let request_id: Arc<str> = match request.headers().get(REQUEST_ID_HEADER).and_then(accept_caller_id) {
+        let request_id: Arc<str> = match request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(accept_caller_id)
+        {
             Some(id) => Arc::from(id),
             None => Arc::from(uuid::Uuid::now_v7().to_string()),
         };
         let header = HeaderValue::from_str(&request_id).ok();
         if let Some(header) = &header {
-            request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, header.clone());
         }
-        request.extensions_mut().insert(RequestId(request_id.clone()));
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
         let method = request.uri().path().to_owned();
         let span = tracing::info_span!(
             "rpc",

@@ -76,7 +76,11 @@ impl CallContext {
 }
 
 impl TokenApi {
-    async fn revoke(&self, context: &CallContext, input: RevokeInput) -> Result<proto::Token, Status> {
+    async fn revoke(
+        &self,
+        context: &CallContext,
+        input: RevokeInput,
+    ) -> Result<proto::Token, Status> {
         let revoked = self
             .lifecycle
             .revoke_token(&context.caller, &context.audit(self.clock.as_ref()), input)
@@ -130,7 +134,10 @@ impl TokenService for TokenApi {
         let context = CallContext::of(&request)?;
         let page = self
             .lifecycle
-            .list_tokens(&context.caller, convert::list_tokens_input(request.into_inner()))
+            .list_tokens(
+                &context.caller,
+                convert::list_tokens_input(request.into_inner()),
+            )
             .await
             .map_err(|e| context.status(e))?;
         Ok(Response::new(proto::ListTokensResponse {
@@ -150,7 +157,9 @@ impl TokenService for TokenApi {
             reason: message.reason,
         };
         let token = self.revoke(&context, input).await?;
-        Ok(Response::new(proto::RevokeScrapeTokenResponse { token: Some(token) }))
+        Ok(Response::new(proto::RevokeScrapeTokenResponse {
+            token: Some(token),
+        }))
     }
 
     async fn revoke_personal_access_token(

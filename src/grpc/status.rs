@@ -50,20 +50,104 @@ const fn kind(
 /// compile until it has a code.
 pub fn problem_kind(error: &ServiceError) -> ProblemKind {
     match error {
-        ServiceError::InvalidArgument(_) => kind(Code::InvalidArgument, 400, "INVALID_FIELD", "Invalid field", "urn:tokend:problem:invalid-field"),
-        ServiceError::Unauthenticated(CallerRejection::Missing) => kind(Code::Unauthenticated, 401, "JWT_MISSING", "Missing JWT", "urn:tokend:problem:jwt-missing"),
-        ServiceError::Unauthenticated(CallerRejection::Invalid) => kind(Code::Unauthenticated, 401, "JWT_INVALID", "Invalid JWT", "urn:tokend:problem:jwt-invalid"),
-        ServiceError::Unauthenticated(CallerRejection::Expired) => kind(Code::Unauthenticated, 401, "JWT_EXPIRED", "Expired JWT", "urn:tokend:problem:jwt-expired"),
-        ServiceError::TokenRejected(TokenRejection::Revoked) => kind(Code::Unauthenticated, 401, "TOKEN_REVOKED", "Token revoked", "urn:tokend:problem:token-revoked"),
-        ServiceError::TokenRejected(TokenRejection::Expired) => kind(Code::Unauthenticated, 401, "TOKEN_EXPIRED", "Token expired", "urn:tokend:problem:token-expired"),
-        ServiceError::TokenRejected(TokenRejection::Unknown) => kind(Code::Unauthenticated, 401, "TOKEN_UNKNOWN", "Token unknown", "urn:tokend:problem:token-unknown"),
-        ServiceError::TokenRejected(TokenRejection::Malformed(_)) => kind(Code::Unauthenticated, 401, "TOKEN_MALFORMED", "Token malformed", "urn:tokend:problem:token-malformed"),
-        ServiceError::PermissionDenied { .. } => kind(Code::PermissionDenied, 403, "PERMISSION_DENIED", "Permission denied", "urn:tokend:problem:permission-denied"),
-        ServiceError::NotFound(_) => kind(Code::NotFound, 404, "TOKEN_NOT_FOUND", "Token not found", "urn:tokend:problem:token-not-found"),
-        ServiceError::AlreadyExists(_) => kind(Code::AlreadyExists, 409, "TOKEN_ALREADY_EXISTS", "Token already exists", "urn:tokend:problem:token-already-exists"),
-        ServiceError::RateLimited { .. } => kind(Code::ResourceExhausted, 429, "RATE_LIMITED", "Rate limited", "urn:tokend:problem:rate-limited"),
-        ServiceError::Unavailable { .. } => kind(Code::Unavailable, 503, "DATABASE_UNAVAILABLE", "Database unavailable", "urn:tokend:problem:database-unavailable"),
-        ServiceError::Internal(_) => kind(Code::Internal, 500, "INTERNAL", "Internal error", "urn:tokend:problem:internal"),
+        ServiceError::InvalidArgument(_) => kind(
+            Code::InvalidArgument,
+            400,
+            "INVALID_FIELD",
+            "Invalid field",
+            "urn:tokend:problem:invalid-field",
+        ),
+        ServiceError::Unauthenticated(CallerRejection::Missing) => kind(
+            Code::Unauthenticated,
+            401,
+            "JWT_MISSING",
+            "Missing JWT",
+            "urn:tokend:problem:jwt-missing",
+        ),
+        ServiceError::Unauthenticated(CallerRejection::Invalid) => kind(
+            Code::Unauthenticated,
+            401,
+            "JWT_INVALID",
+            "Invalid JWT",
+            "urn:tokend:problem:jwt-invalid",
+        ),
+        ServiceError::Unauthenticated(CallerRejection::Expired) => kind(
+            Code::Unauthenticated,
+            401,
+            "JWT_EXPIRED",
+            "Expired JWT",
+            "urn:tokend:problem:jwt-expired",
+        ),
+        ServiceError::TokenRejected(TokenRejection::Revoked) => kind(
+            Code::Unauthenticated,
+            401,
+            "TOKEN_REVOKED",
+            "Token revoked",
+            "urn:tokend:problem:token-revoked",
+        ),
+        ServiceError::TokenRejected(TokenRejection::Expired) => kind(
+            Code::Unauthenticated,
+            401,
+            "TOKEN_EXPIRED",
+            "Token expired",
+            "urn:tokend:problem:token-expired",
+        ),
+        ServiceError::TokenRejected(TokenRejection::Unknown) => kind(
+            Code::Unauthenticated,
+            401,
+            "TOKEN_UNKNOWN",
+            "Token unknown",
+            "urn:tokend:problem:token-unknown",
+        ),
+        ServiceError::TokenRejected(TokenRejection::Malformed(_)) => kind(
+            Code::Unauthenticated,
+            401,
+            "TOKEN_MALFORMED",
+            "Token malformed",
+            "urn:tokend:problem:token-malformed",
+        ),
+        ServiceError::PermissionDenied { .. } => kind(
+            Code::PermissionDenied,
+            403,
+            "PERMISSION_DENIED",
+            "Permission denied",
+            "urn:tokend:problem:permission-denied",
+        ),
+        ServiceError::NotFound(_) => kind(
+            Code::NotFound,
+            404,
+            "TOKEN_NOT_FOUND",
+            "Token not found",
+            "urn:tokend:problem:token-not-found",
+        ),
+        ServiceError::AlreadyExists(_) => kind(
+            Code::AlreadyExists,
+            409,
+            "TOKEN_ALREADY_EXISTS",
+            "Token already exists",
+            "urn:tokend:problem:token-already-exists",
+        ),
+        ServiceError::RateLimited { .. } => kind(
+            Code::ResourceExhausted,
+            429,
+            "RATE_LIMITED",
+            "Rate limited",
+            "urn:tokend:problem:rate-limited",
+        ),
+        ServiceError::Unavailable { .. } => kind(
+            Code::Unavailable,
+            503,
+            "DATABASE_UNAVAILABLE",
+            "Database unavailable",
+            "urn:tokend:problem:database-unavailable",
+        ),
+        ServiceError::Internal(_) => kind(
+            Code::Internal,
+            500,
+            "INTERNAL",
+            "Internal error",
+            "urn:tokend:problem:internal",
+        ),
     }
 }
 
@@ -104,7 +188,10 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
         } => {
             details.set_retry_info(Some(*retry_after));
             details.add_quota_failure_violation(subject, "per-caller request rate exceeded");
-            metadata.insert("retryAfterMs".to_owned(), retry_after.as_millis().to_string());
+            metadata.insert(
+                "retryAfterMs".to_owned(),
+                retry_after.as_millis().to_string(),
+            );
             metadata.insert("subject".to_owned(), subject.clone());
         }
         ServiceError::Unavailable {
@@ -113,7 +200,10 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
         } => {
             tracing::warn!(request_id, error = %source, "database unavailable");
             details.set_retry_info(Some(*retry_after));
-            metadata.insert("retryAfterMs".to_owned(), retry_after.as_millis().to_string());
+            metadata.insert(
+                "retryAfterMs".to_owned(),
+                retry_after.as_millis().to_string(),
+            );
         }
         ServiceError::Internal(source) => {
             tracing::error!(request_id, error = %source, cause = ?source.source().map(ToString::to_string), "internal error");
@@ -164,11 +254,7 @@ pub fn build_status(
     if let Ok(any) = prost_types::Any::from_msg(&problem) {
         encoded.details.insert(0, any);
     }
-    Status::with_details(
-        problem_kind.code,
-        message,
-        encoded.encode_to_vec().into(),
-    )
+    Status::with_details(problem_kind.code, message, encoded.encode_to_vec().into())
 }
 
 /// Retry hint for UNAVAILABLE statuses made outside the domain (load

@@ -73,7 +73,17 @@ fn algorithm_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
         _ => None,
     });
     match (&jwk.algorithm, declared) {
-        (AlgorithmParameters::RSA(_), Some(alg @ (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512))) => Some(alg),
+        (
+            AlgorithmParameters::RSA(_),
+            Some(
+                alg @ (Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512),
+            ),
+        ) => Some(alg),
         (AlgorithmParameters::EllipticCurve(ec), declared) => match (&ec.curve, declared) {
             (EllipticCurve::P256, None | Some(Algorithm::ES256)) => Some(Algorithm::ES256),
             (EllipticCurve::P384, None | Some(Algorithm::ES384)) => Some(Algorithm::ES384),
@@ -88,7 +98,10 @@ fn algorithm_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
 
 /// Parses a JWKS document into keys by `kid`. Keys without a `kid`, or whose
 /// algorithm is missing or unsupported, are skipped (and counted).
-pub fn parse_jwks(path: &Path, bytes: &[u8]) -> Result<(HashMap<String, VerificationKey>, usize), JwksError> {
+pub fn parse_jwks(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(HashMap<String, VerificationKey>, usize), JwksError> {
     let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| JwksError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
@@ -110,7 +123,8 @@ pub fn parse_jwks(path: &Path, bytes: &[u8]) -> Result<(HashMap<String, Verifica
     if keys.is_empty() {
         return Err(JwksError::Parse {
             path: path.to_owned(),
-            message: "no usable key (each needs a kid and an RS*, PS*, ES256, ES384 or EdDSA key)".to_owned(),
+            message: "no usable key (each needs a kid and an RS*, PS*, ES256, ES384 or EdDSA key)"
+                .to_owned(),
         });
     }
     Ok((keys, skipped))

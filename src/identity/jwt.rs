@@ -176,7 +176,10 @@ pub struct MintRequest {
 }
 
 /// Signs `claims` with HS256.
-pub fn mint_hs256(secret: &[u8], claims: &MintRequest) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn mint_hs256(
+    secret: &[u8],
+    claims: &MintRequest,
+) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -204,7 +207,8 @@ mod tests {
     /// Proves the one enabled crypto backend signs and verifies.
     #[test]
     fn hs256_round_trip_and_expiry() -> Result<(), Box<dyn std::error::Error>> {
-        let verifier = JwtVerifier::new(Some(b"0123456789abcdef0123456789abcdef"), None, None, None);
+        let verifier =
+            JwtVerifier::new(Some(b"0123456789abcdef0123456789abcdef"), None, None, None);
         let jwt = mint_hs256(b"0123456789abcdef0123456789abcdef", &claims(1_000))?;
         let caller = verifier.verify(&jwt, 1_000).map_err(|e| format!("{e:?}"))?;
         assert_eq!(caller.org_id, "org-1");
@@ -212,7 +216,10 @@ mod tests {
         assert_eq!(verifier.verify(&jwt, 1_060).map(|_| ()), Ok(()));
         assert_eq!(verifier.verify(&jwt, 1_061), Err(CallerRejection::Expired));
         let other = mint_hs256(b"another secret of enough length!!", &claims(1_000))?;
-        assert_eq!(verifier.verify(&other, 1_000), Err(CallerRejection::Invalid));
+        assert_eq!(
+            verifier.verify(&other, 1_000),
+            Err(CallerRejection::Invalid)
+        );
         Ok(())
     }
 }

@@ -8,4 +8,3 @@ pub mod secret_file;
 
 pub use jwks::{JwksError, KeyRing};
 pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
-

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 
-use crate::domain::{Clock, ServiceError, TokenKind, TokenLifecycle};
 use crate::domain::error::TokenRejection;
+use crate::domain::{Clock, ServiceError, TokenKind, TokenLifecycle};
 use crate::metrics::Metrics;
 use crate::store::SeaStore;
 
@@ -66,38 +66,70 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     let Some(presented) = presented else {
-        return problem(StatusCode::UNAUTHORIZED, "TOKEN_MISSING", "a scrape token is required as a bearer token");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "TOKEN_MISSING",
+            "a scrape token is required as a bearer token",
+        );
     };
     let now = state.clock.now();
     let token = match state.lifecycle.authenticate_secret(now, presented).await {
         Ok(token) if token.kind == TokenKind::Scrape => token,
         // Another family's token is not a scrape token: same answer as unknown.
         Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => {
-            return problem(StatusCode::UNAUTHORIZED, "TOKEN_UNKNOWN", "the token is not a known scrape token");
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_UNKNOWN",
+                "the token is not a known scrape token",
+            );
         }
         Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => {
-            return problem(StatusCode::UNAUTHORIZED, "TOKEN_REVOKED", "the scrape token has been revoked");
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_REVOKED",
+                "the scrape token has been revoked",
+            );
         }
         Err(ServiceError::TokenRejected(TokenRejection::Expired)) => {
-            return problem(StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "the scrape token has expired");
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_EXPIRED",
+                "the scrape token has expired",
+            );
         }
         Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => {
-            return problem(StatusCode::UNAUTHORIZED, "TOKEN_MALFORMED", "the bearer token is not a tokend secret");
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_MALFORMED",
+                "the bearer token is not a tokend secret",
+            );
         }
         Err(error @ ServiceError::Unavailable { .. }) => {
             tracing::warn!(error = %error, "metrics scrape: database unavailable");
-            return problem(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is unavailable");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable",
+            );
         }
         Err(error) => {
             tracing::error!(error = %error, "metrics scrape failed");
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            );
         }
     };
     let counts = match state.lifecycle.token_counts(&token.org_id, now).await {
         Ok(counts) => counts,
         Err(error) => {
             tracing::error!(error = %error, "metrics scrape: counting tokens failed");
-            return problem(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is unavailable");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable",
+            );
         }
     };
     if let Some((size, idle)) = state.lifecycle.repository().pool_status() {
@@ -114,7 +146,11 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
         }
         Err(error) => {
             tracing::error!(error = %error, "metrics rendering failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            )
         }
     }
 }

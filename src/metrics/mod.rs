@@ -33,14 +33,20 @@ impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let rpcs = IntCounterVec::new(
-            Opts::new("tokend_grpc_requests_total", "gRPC calls by method and code"),
+            Opts::new(
+                "tokend_grpc_requests_total",
+                "gRPC calls by method and code",
+            ),
             &["method", "code"],
         )?;
         let rpc_latency = HistogramVec::new(
-            HistogramOpts::new("tokend_grpc_request_duration_seconds", "gRPC call latency by method")
-                .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
+            HistogramOpts::new(
+                "tokend_grpc_request_duration_seconds",
+                "gRPC call latency by method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method"],
         )?;
         let authentications = IntCounterVec::new(
@@ -48,11 +54,17 @@ impl Metrics {
             &["result"],
         )?;
         let revocations = IntCounterVec::new(
-            Opts::new("tokend_revocations_total", "Effective revocations by token family"),
+            Opts::new(
+                "tokend_revocations_total",
+                "Effective revocations by token family",
+            ),
             &["kind"],
         )?;
         let pool = IntGaugeVec::new(
-            Opts::new("tokend_db_pool_connections", "Database pool connections by state"),
+            Opts::new(
+                "tokend_db_pool_connections",
+                "Database pool connections by state",
+            ),
             &["state"],
         )?;
         registry.register(Box::new(rpcs.clone()))?;
@@ -60,7 +72,9 @@ impl Metrics {
         registry.register(Box::new(authentications.clone()))?;
         registry.register(Box::new(revocations.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         for kind in TokenKind::ALL {
             revocations.with_label_values(&[kind.as_str()]);
         }
@@ -103,7 +117,10 @@ impl Metrics {
     /// counts, in the Prometheus text format.
     pub fn render(&self, org_counts: &TokenCounts) -> Result<String, MetricsError> {
         let tokens = IntGaugeVec::new(
-            Opts::new("tokend_tokens", "Tokens of the scrape token's organisation by kind and state"),
+            Opts::new(
+                "tokend_tokens",
+                "Tokens of the scrape token's organisation by kind and state",
+            ),
             &["kind", "state"],
         )?;
         for (kind, state, count) in &org_counts.counts {

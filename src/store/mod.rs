@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -85,13 +86,19 @@ impl SeaStore {
         match self.backend() {
             DbBackend::Postgres => {
                 let txn = self.db.begin().await.map_err(classify)?;
-                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))
+                .await
+                .map_err(classify)?;
+                migration::Migrator::up(&txn, None)
                     .await
                     .map_err(classify)?;
-                migration::Migrator::up(&txn, None).await.map_err(classify)?;
                 txn.commit().await.map_err(classify)
             }
-            _ => migration::Migrator::up(&self.db, None).await.map_err(classify),
+            _ => migration::Migrator::up(&self.db, None)
+                .await
+                .map_err(classify),
         }
     }
 

@@ -340,7 +340,11 @@ impl TokenRepository for SeaStore {
             .collect()
     }
 
-    async fn count_tokens(&self, org_id: &str, now: DateTime<Utc>) -> Result<TokenCounts, StoreError> {
+    async fn count_tokens(
+        &self,
+        org_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenCounts, StoreError> {
         let mut counts = Vec::with_capacity(TokenKind::ALL.len() * TokenState::ALL.len());
         for kind in TokenKind::ALL {
             let of_kind = || {

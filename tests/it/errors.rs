@@ -12,10 +12,14 @@ use tokend::grpc::proto::{
     ListTokensRequest, RevokeScrapeTokenRequest, TokenKind,
 };
 
-use crate::support::{Backend, TestDb, TestResult, TestServer, authed, details, expect_error, mint};
+use crate::support::{
+    Backend, TestDb, TestResult, TestServer, authed, details, expect_error, mint,
+};
 
 fn with_request_id<T>(mut request: Request<T>, id: &str) -> Request<T> {
-    request.metadata_mut().insert("x-request-id", id.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
     request
 }
 
@@ -24,25 +28,53 @@ fn ok<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic:
 }
 
 fn scrape(name: &str) -> CreateTokenRequest {
-    CreateTokenRequest { kind: TokenKind::Scrape as i32, name: name.into(), ..Default::default() }
+    CreateTokenRequest {
+        kind: TokenKind::Scrape as i32,
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
-    let server = TestServer::start_with(Backend::Sqlite, &["--rate-limit-per-second", "1", "--rate-limit-burst", "100"]).await;
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        &["--rate-limit-per-second", "1", "--rate-limit-burst", "100"],
+    )
+    .await;
     let admin = server.admin("acme");
     let introspector = server.introspector();
     let mut client = server.client();
     client.create_token(authed(scrape("a"), &admin)).await?;
     let mut expiring = scrape("b");
     let now = tokend::domain::Clock::now(server.clock.as_ref()).timestamp();
-    expiring.expire_time = Some(prost_types::Timestamp { seconds: now + 10, nanos: 0 });
-    let expiring_secret = client.create_token(authed(expiring, &admin)).await?.into_inner().secret;
-    let revoked = client.create_token(authed(scrape("c"), &admin)).await?.into_inner();
-    client.revoke_scrape_token(authed(RevokeScrapeTokenRequest { id: revoked.token.unwrap().id, reason: String::new() }, &admin)).await?;
+    expiring.expire_time = Some(prost_types::Timestamp {
+        seconds: now + 10,
+        nanos: 0,
+    });
+    let expiring_secret = client
+        .create_token(authed(expiring, &admin))
+        .await?
+        .into_inner()
+        .secret;
+    let revoked = client
+        .create_token(authed(scrape("c"), &admin))
+        .await?
+        .into_inner();
+    client
+        .revoke_scrape_token(authed(
+            RevokeScrapeTokenRequest {
+                id: revoked.token.unwrap().id,
+                reason: String::new(),
+            },
+            &admin,
+        ))
+        .await?;
     let expired_jwt = mint("acme", "old", &["admin"], &[], now - 7200, now - 3600);
 
-    let auth = |secret: &str| AuthenticateTokenRequest { secret: secret.to_owned() };
+    let auth = |secret: &str| AuthenticateTokenRequest {
+        secret: secret.to_owned(),
+    };
     struct Row {
         reason: &'static str,
         code: Code,
@@ -50,24 +82,145 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
         result: Result<(), tonic::Status>,
     }
     let mut rows = vec![
-        Row { reason: "INVALID_FIELD", code: Code::InvalidArgument, http: 400, result: ok(client.create_token(with_request_id(authed(scrape(""), &admin), "req-invalid")).await) },
-        Row { reason: "JWT_MISSING", code: Code::Unauthenticated, http: 401, result: ok(client.list_tokens(with_request_id(Request::new(ListTokensRequest::default()), "req-jwt-missing")).await) },
-        Row { reason: "JWT_INVALID", code: Code::Unauthenticated, http: 401, result: ok(client.list_tokens(with_request_id(authed(ListTokensRequest::default(), "x.y.z"), "req-jwt-invalid")).await) },
-        Row { reason: "JWT_EXPIRED", code: Code::Unauthenticated, http: 401, result: ok(client.list_tokens(with_request_id(authed(ListTokensRequest::default(), &expired_jwt), "req-jwt-expired")).await) },
-        Row { reason: "TOKEN_REVOKED", code: Code::Unauthenticated, http: 401, result: ok(client.authenticate_token(with_request_id(authed(auth(&revoked.secret), &introspector), "req-revoked")).await) },
-        Row { reason: "TOKEN_UNKNOWN", code: Code::Unauthenticated, http: 401, result: ok(client.authenticate_token(with_request_id(authed(auth(&tokend::domain::TokenSecret::generate(tokend::domain::TokenKind::Scrape)?.expose().to_owned()), &introspector), "req-unknown")).await) },
-        Row { reason: "TOKEN_MALFORMED", code: Code::Unauthenticated, http: 401, result: ok(client.authenticate_token(with_request_id(authed(auth("hunter2"), &introspector), "req-malformed")).await) },
-        Row { reason: "PERMISSION_DENIED", code: Code::PermissionDenied, http: 403, result: ok(client.list_audit_events(with_request_id(authed(ListAuditEventsRequest::default(), &server.jwt("acme", "u", &[], &[])), "req-denied")).await) },
-        Row { reason: "TOKEN_NOT_FOUND", code: Code::NotFound, http: 404, result: ok(client.get_token(with_request_id(authed(GetTokenRequest { id: 4242 }, &admin), "req-not-found")).await) },
+        Row {
+            reason: "INVALID_FIELD",
+            code: Code::InvalidArgument,
+            http: 400,
+            result: ok(client
+                .create_token(with_request_id(authed(scrape(""), &admin), "req-invalid"))
+                .await),
+        },
+        Row {
+            reason: "JWT_MISSING",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .list_tokens(with_request_id(
+                    Request::new(ListTokensRequest::default()),
+                    "req-jwt-missing",
+                ))
+                .await),
+        },
+        Row {
+            reason: "JWT_INVALID",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .list_tokens(with_request_id(
+                    authed(ListTokensRequest::default(), "x.y.z"),
+                    "req-jwt-invalid",
+                ))
+                .await),
+        },
+        Row {
+            reason: "JWT_EXPIRED",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .list_tokens(with_request_id(
+                    authed(ListTokensRequest::default(), &expired_jwt),
+                    "req-jwt-expired",
+                ))
+                .await),
+        },
+        Row {
+            reason: "TOKEN_REVOKED",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .authenticate_token(with_request_id(
+                    authed(auth(&revoked.secret), &introspector),
+                    "req-revoked",
+                ))
+                .await),
+        },
+        Row {
+            reason: "TOKEN_UNKNOWN",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .authenticate_token(with_request_id(
+                    authed(
+                        auth(
+                            &tokend::domain::TokenSecret::generate(
+                                tokend::domain::TokenKind::Scrape,
+                            )?
+                            .expose()
+                            .to_owned(),
+                        ),
+                        &introspector,
+                    ),
+                    "req-unknown",
+                ))
+                .await),
+        },
+        Row {
+            reason: "TOKEN_MALFORMED",
+            code: Code::Unauthenticated,
+            http: 401,
+            result: ok(client
+                .authenticate_token(with_request_id(
+                    authed(auth("hunter2"), &introspector),
+                    "req-malformed",
+                ))
+                .await),
+        },
+        Row {
+            reason: "PERMISSION_DENIED",
+            code: Code::PermissionDenied,
+            http: 403,
+            result: ok(client
+                .list_audit_events(with_request_id(
+                    authed(
+                        ListAuditEventsRequest::default(),
+                        &server.jwt("acme", "u", &[], &[]),
+                    ),
+                    "req-denied",
+                ))
+                .await),
+        },
+        Row {
+            reason: "TOKEN_NOT_FOUND",
+            code: Code::NotFound,
+            http: 404,
+            result: ok(client
+                .get_token(with_request_id(
+                    authed(GetTokenRequest { id: 4242 }, &admin),
+                    "req-not-found",
+                ))
+                .await),
+        },
     ];
     // An active name taken.
-    let sa = CreateTokenRequest { kind: TokenKind::ServiceAccount as i32, name: "dup".into(), service_account_slug: "ci".into(), ..Default::default() };
+    let sa = CreateTokenRequest {
+        kind: TokenKind::ServiceAccount as i32,
+        name: "dup".into(),
+        service_account_slug: "ci".into(),
+        ..Default::default()
+    };
     client.create_token(authed(sa.clone(), &admin)).await?;
-    rows.push(Row { reason: "TOKEN_ALREADY_EXISTS", code: Code::AlreadyExists, http: 409, result: ok(client.create_token(with_request_id(authed(sa, &admin), "req-exists")).await) });
+    rows.push(Row {
+        reason: "TOKEN_ALREADY_EXISTS",
+        code: Code::AlreadyExists,
+        http: 409,
+        result: ok(client
+            .create_token(with_request_id(authed(sa, &admin), "req-exists"))
+            .await),
+    });
     // Expiry through the clock.
     server.clock.advance(TimeDelta::seconds(11));
     let introspector = server.introspector();
-    rows.push(Row { reason: "TOKEN_EXPIRED", code: Code::Unauthenticated, http: 401, result: ok(client.authenticate_token(with_request_id(authed(auth(&expiring_secret), &introspector), "req-expired")).await) });
+    rows.push(Row {
+        reason: "TOKEN_EXPIRED",
+        code: Code::Unauthenticated,
+        http: 401,
+        result: ok(client
+            .authenticate_token(with_request_id(
+                authed(auth(&expiring_secret), &introspector),
+                "req-expired",
+            ))
+            .await),
+    });
 
     for (index, row) in rows.into_iter().enumerate() {
         let status = row.result.expect_err(row.reason);
@@ -78,19 +231,38 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
         assert_eq!(decoded.problem.status, row.http, "{}", row.reason);
         assert!(decoded.problem.r#type.starts_with("urn:tokend:problem:"));
         assert!(!decoded.problem.title.is_empty());
-        assert_eq!(decoded.problem.instance, format!("urn:tokend:request:{}", decoded.request_id));
+        assert_eq!(
+            decoded.problem.instance,
+            format!("urn:tokend:request:{}", decoded.request_id)
+        );
         #[allow(deprecated)]
         let legacy = decoded.problem.error.clone();
         assert_eq!(legacy, decoded.message);
-        assert!(decoded.request_id.starts_with("req-"), "row {index}: caller's request id is kept");
-        assert_eq!(status.metadata().get("x-request-id").and_then(|v| v.to_str().ok()), Some(decoded.request_id.as_str()));
+        assert!(
+            decoded.request_id.starts_with("req-"),
+            "row {index}: caller's request id is kept"
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some(decoded.request_id.as_str())
+        );
         match row.reason {
             "INVALID_FIELD" => assert!(!decoded.field_violations.is_empty()),
             "TOKEN_NOT_FOUND" | "TOKEN_ALREADY_EXISTS" => assert!(decoded.resource_name.is_some()),
-            "PERMISSION_DENIED" => assert_eq!(decoded.metadata.get("permission").map(String::as_str), Some("admin")),
+            "PERMISSION_DENIED" => assert_eq!(
+                decoded.metadata.get("permission").map(String::as_str),
+                Some("admin")
+            ),
             _ => {}
         }
-        assert!(status.details().len() < 2048, "details stay small: {} bytes", status.details().len());
+        assert!(
+            status.details().len() < 2048,
+            "details stay small: {} bytes",
+            status.details().len()
+        );
     }
 
     // Over the rate limit: RESOURCE_EXHAUSTED with RetryInfo and QuotaFailure;
@@ -98,7 +270,10 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
     let limited = server.jwt("acme", "flooder", &["admin"], &[]);
     let mut last = None;
     for _ in 0..200 {
-        if let Err(status) = client.list_tokens(authed(ListTokensRequest::default(), &limited)).await {
+        if let Err(status) = client
+            .list_tokens(authed(ListTokensRequest::default(), &limited))
+            .await
+        {
             last = Some(status);
             break;
         }
@@ -109,9 +284,14 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
     assert_eq!(decoded.reason, "RATE_LIMITED");
     assert_eq!(decoded.problem.status, 429);
     let delay = decoded.retry_delay.expect("RetryInfo");
-    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(1), "{delay:?}");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(1),
+        "{delay:?}"
+    );
     assert_eq!(decoded.quota_subjects, vec!["acme/flooder".to_owned()]);
-    client.list_tokens(authed(ListTokensRequest::default(), &admin)).await?;
+    client
+        .list_tokens(authed(ListTokensRequest::default(), &admin))
+        .await?;
     Ok(())
 }
 
@@ -120,20 +300,32 @@ async fn request_ids_are_echoed_or_made() -> TestResult {
     let server = TestServer::start(Backend::Sqlite).await;
     let admin = server.admin("acme");
     let mut client = server.client();
-    let response = client.list_tokens(with_request_id(authed(ListTokensRequest::default(), &admin), "abc-123")).await?;
+    let response = client
+        .list_tokens(with_request_id(
+            authed(ListTokensRequest::default(), &admin),
+            "abc-123",
+        ))
+        .await?;
     assert_eq!(response.metadata().get("x-request-id").unwrap(), "abc-123");
     // Too long or non-printable: a fresh UUID v7 is made instead.
     let long = "x".repeat(129);
     for bad in [long.as_str(), "tab\there"] {
         let mut request = authed(GetTokenRequest { id: 0 }, &admin);
-        request.metadata_mut().insert("x-request-id", bad.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-request-id", bad.parse().unwrap());
         let status = client.get_token(request).await.expect_err("invalid id");
         let decoded = details(&status);
         let made = uuid::Uuid::parse_str(&decoded.request_id)?;
         assert_eq!(made.get_version_num(), 7);
-        assert_eq!(status.metadata().get("x-request-id").unwrap().to_str()?, decoded.request_id);
+        assert_eq!(
+            status.metadata().get("x-request-id").unwrap().to_str()?,
+            decoded.request_id
+        );
     }
-    let response = client.list_tokens(authed(ListTokensRequest::default(), &admin)).await?;
+    let response = client
+        .list_tokens(authed(ListTokensRequest::default(), &admin))
+        .await?;
     let made = response.metadata().get("x-request-id").unwrap().to_str()?;
     assert_eq!(uuid::Uuid::parse_str(made)?.get_version_num(), 7);
     Ok(())
@@ -145,12 +337,27 @@ async fn an_internal_error_says_nothing_about_internals() -> TestResult {
     let server = TestServer::start(Backend::Sqlite).await;
     let admin = server.admin("acme");
     let mut client = server.client();
-    let token = client.create_token(authed(scrape("x"), &admin)).await?.into_inner().token.unwrap();
+    let token = client
+        .create_token(authed(scrape("x"), &admin))
+        .await?
+        .into_inner()
+        .token
+        .unwrap();
     // Corrupt the row behind tokend's back.
     let db = sea_orm::Database::connect(server.db.url.as_str()).await?;
-    db.execute_unprepared(&format!("UPDATE tokens SET kind = 'bogus' WHERE id = {}", token.id)).await?;
+    db.execute_unprepared(&format!(
+        "UPDATE tokens SET kind = 'bogus' WHERE id = {}",
+        token.id
+    ))
+    .await?;
     db.close().await?;
-    let decoded = expect_error(client.get_token(authed(GetTokenRequest { id: token.id }, &admin)).await, Code::Internal, "INTERNAL");
+    let decoded = expect_error(
+        client
+            .get_token(authed(GetTokenRequest { id: token.id }, &admin))
+            .await,
+        Code::Internal,
+        "INTERNAL",
+    );
     assert_eq!(decoded.message, "internal error");
     assert_eq!(decoded.problem.status, 500);
     let text = format!("{:?}", decoded.problem);
@@ -167,15 +374,30 @@ async fn database_unavailable_is_unavailable_with_retry_info() -> TestResult {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut db_inner = TestDb::new(Backend::Sqlite).await;
     db_inner.url = format!("postgres://postgres@{closed}/nowhere");
-    let server = TestServer::spawn(std::sync::Arc::new(db_inner), &["--db-connect-timeout", "200ms", "--db-acquire-timeout", "300ms"]).await;
+    let server = TestServer::spawn(
+        std::sync::Arc::new(db_inner),
+        &[
+            "--db-connect-timeout",
+            "200ms",
+            "--db-acquire-timeout",
+            "300ms",
+        ],
+    )
+    .await;
     let admin = server.admin("acme");
     let decoded = expect_error(
-        server.client().list_tokens(authed(ListTokensRequest::default(), &admin)).await,
+        server
+            .client()
+            .list_tokens(authed(ListTokensRequest::default(), &admin))
+            .await,
         Code::Unavailable,
         "DATABASE_UNAVAILABLE",
     );
     assert_eq!(decoded.problem.status, 503);
     assert!(decoded.retry_delay.is_some(), "RetryInfo present");
-    assert_ne!(server.readiness().await, Some(tonic_health::pb::health_check_response::ServingStatus::Serving));
+    assert_ne!(
+        server.readiness().await,
+        Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+    );
     Ok(())
 }

@@ -9,13 +9,14 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 use tokend::grpc::proto::{
-    AuthenticateTokenRequest, CreateTokenRequest, ListTokensRequest, RevokeScrapeTokenRequest, TokenKind,
+    AuthenticateTokenRequest, CreateTokenRequest, ListTokensRequest, RevokeScrapeTokenRequest,
+    TokenKind,
 };
 
 use crate::support::{Backend, TestResult, TestServer, authed, health_status};
@@ -23,20 +24,50 @@ use crate::support::{Backend, TestResult, TestServer, authed, health_status};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_needs_no_jwt_and_follows_readiness_and_shutdown() -> TestResult {
     let server = TestServer::start(Backend::Sqlite).await;
-    assert_eq!(health_status(&server.channel, "").await, Some(ServingStatus::Serving));
+    assert_eq!(
+        health_status(&server.channel, "").await,
+        Some(ServingStatus::Serving)
+    );
     assert_eq!(server.readiness().await, Some(ServingStatus::Serving));
-    let unknown = server.health().check(HealthCheckRequest { service: "nope".into() }).await;
+    let unknown = server
+        .health()
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await;
     assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
 
     // Watch streams the change when shutdown begins.
-    let mut readiness = server.health().watch(HealthCheckRequest { service: "tokend.v1.TokenService".into() }).await?.into_inner();
-    let mut liveness = server.health().watch(HealthCheckRequest { service: String::new() }).await?.into_inner();
-    assert_eq!(readiness.next().await.unwrap()?.status, ServingStatus::Serving as i32);
-    assert_eq!(liveness.next().await.unwrap()?.status, ServingStatus::Serving as i32);
+    let mut readiness = server
+        .health()
+        .watch(HealthCheckRequest {
+            service: "tokend.v1.TokenService".into(),
+        })
+        .await?
+        .into_inner();
+    let mut liveness = server
+        .health()
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        readiness.next().await.unwrap()?.status,
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        liveness.next().await.unwrap()?.status,
+        ServingStatus::Serving as i32
+    );
     server.handle.as_ref().unwrap().begin_shutdown();
-    let next = tokio::time::timeout(Duration::from_secs(5), readiness.next()).await?.unwrap()?;
+    let next = tokio::time::timeout(Duration::from_secs(5), readiness.next())
+        .await?
+        .unwrap()?;
     assert_eq!(next.status, ServingStatus::NotServing as i32);
-    let next = tokio::time::timeout(Duration::from_secs(5), liveness.next()).await?.unwrap()?;
+    let next = tokio::time::timeout(Duration::from_secs(5), liveness.next())
+        .await?
+        .unwrap()?;
     assert_eq!(next.status, ServingStatus::NotServing as i32);
     Ok(())
 }
@@ -44,31 +75,62 @@ async fn health_needs_no_jwt_and_follows_readiness_and_shutdown() -> TestResult 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_watch_does_not_hold_shutdown_past_the_grace() -> TestResult {
     let server = TestServer::start_with(Backend::Sqlite, &["--shutdown-grace", "300ms"]).await;
-    let mut watch = server.health().watch(HealthCheckRequest { service: String::new() }).await?.into_inner();
+    let mut watch = server
+        .health()
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
     watch.next().await.unwrap()?;
     let started = std::time::Instant::now();
     server.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
     drop(watch);
     Ok(())
 }
 
 async fn reflect(channel: tonic::transport::Channel, request: MessageRequest) -> MessageResponse {
     let mut client = ServerReflectionClient::new(channel);
-    let outbound = tokio_stream::iter(vec![ServerReflectionRequest { host: String::new(), message_request: Some(request) }]);
-    let mut inbound = client.server_reflection_info(outbound).await.unwrap().into_inner();
-    inbound.next().await.unwrap().unwrap().message_response.unwrap()
+    let outbound = tokio_stream::iter(vec![ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    }]);
+    let mut inbound = client
+        .server_reflection_info(outbound)
+        .await
+        .unwrap()
+        .into_inner();
+    inbound
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_services_and_resolves_every_detail_type() -> TestResult {
     let server = TestServer::start(Backend::Sqlite).await;
-    let MessageResponse::ListServicesResponse(list) = reflect(server.channel.clone(), MessageRequest::ListServices(String::new())).await else {
+    let MessageResponse::ListServicesResponse(list) = reflect(
+        server.channel.clone(),
+        MessageRequest::ListServices(String::new()),
+    )
+    .await
+    else {
         panic!("not a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for expected in ["tokend.v1.TokenService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
     for symbol in [
         "tokend.v1.TokenService",
@@ -84,8 +146,15 @@ async fn reflection_lists_services_and_resolves_every_detail_type() -> TestResul
         "grpc.health.v1.Health",
         "google.protobuf.Timestamp",
     ] {
-        match reflect(server.channel.clone(), MessageRequest::FileContainingSymbol(symbol.into())).await {
-            MessageResponse::FileDescriptorResponse(files) => assert!(!files.file_descriptor_proto.is_empty(), "{symbol}"),
+        match reflect(
+            server.channel.clone(),
+            MessageRequest::FileContainingSymbol(symbol.into()),
+        )
+        .await
+        {
+            MessageResponse::FileDescriptorResponse(files) => {
+                assert!(!files.file_descriptor_proto.is_empty(), "{symbol}")
+            }
             other => panic!("{symbol} not resolved: {other:?}"),
         }
     }
@@ -93,10 +162,14 @@ async fn reflection_lists_services_and_resolves_every_detail_type() -> TestResul
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
     let mut alpha = AlphaClient::new(server.channel.clone());
-    let outbound = tokio_stream::iter(vec![tonic_reflection::pb::v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(AlphaRequest::FileContainingSymbol("tokend.v1.Problem".into())),
-    }]);
+    let outbound = tokio_stream::iter(vec![
+        tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(AlphaRequest::FileContainingSymbol(
+                "tokend.v1.Problem".into(),
+            )),
+        },
+    ]);
     let mut inbound = alpha.server_reflection_info(outbound).await?.into_inner();
     assert!(inbound.next().await.unwrap()?.message_response.is_some());
     Ok(())
@@ -105,17 +178,29 @@ async fn reflection_lists_services_and_resolves_every_detail_type() -> TestResul
 async fn scrape(server: &TestServer, bearer: Option<&str>) -> (u16, String, String) {
     use tokio::io::AsyncWriteExt;
     // A minimal HTTP/1.1 client: the endpoint is plain text over TCP.
-    let mut stream = tokio::net::TcpStream::connect(server.http_addr).await.unwrap();
-    let auth = bearer.map(|b| format!("Authorization: Bearer {b}\r\n")).unwrap_or_default();
-    let request = format!("GET /api/metrics/prometheus HTTP/1.1\r\nHost: tokend\r\n{auth}Connection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    let auth = bearer
+        .map(|b| format!("Authorization: Bearer {b}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /api/metrics/prometheus HTTP/1.1\r\nHost: tokend\r\n{auth}Connection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+        .await
+        .unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     let content_type = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     (status, content_type, body.to_owned())
 }
@@ -127,21 +212,48 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
     let acme = server.admin("acme");
     let other = server.admin("other");
     let mut client = server.client();
-    let create = |kind: TokenKind, name: &str| CreateTokenRequest { kind: kind as i32, name: name.into(), ..Default::default() };
-    let scrape_token = client.create_token(authed(create(TokenKind::Scrape, "prom"), &acme)).await?.into_inner();
-    let pat = client.create_token(authed(create(TokenKind::PersonalAccess, "mine"), &acme)).await?.into_inner();
+    let create = |kind: TokenKind, name: &str| CreateTokenRequest {
+        kind: kind as i32,
+        name: name.into(),
+        ..Default::default()
+    };
+    let scrape_token = client
+        .create_token(authed(create(TokenKind::Scrape, "prom"), &acme))
+        .await?
+        .into_inner();
+    let pat = client
+        .create_token(authed(create(TokenKind::PersonalAccess, "mine"), &acme))
+        .await?
+        .into_inner();
     for i in 0..3 {
-        client.create_token(authed(create(TokenKind::PersonalAccess, &format!("o{i}")), &other)).await?;
+        client
+            .create_token(authed(
+                create(TokenKind::PersonalAccess, &format!("o{i}")),
+                &other,
+            ))
+            .await?;
     }
-    client.authenticate_token(authed(AuthenticateTokenRequest { secret: pat.secret.clone() }, &server.introspector())).await?;
+    client
+        .authenticate_token(authed(
+            AuthenticateTokenRequest {
+                secret: pat.secret.clone(),
+            },
+            &server.introspector(),
+        ))
+        .await?;
 
     let (status, content_type, body) = scrape(&server, Some(&scrape_token.secret)).await;
     assert_eq!(status, 200, "{body}");
     assert!(content_type.starts_with("text/plain"));
-    assert!(body.contains("tokend_tokens{kind=\"personal_access\",state=\"active\"} 1"), "only acme's tokens: {body}");
+    assert!(
+        body.contains("tokend_tokens{kind=\"personal_access\",state=\"active\"} 1"),
+        "only acme's tokens: {body}"
+    );
     assert!(body.contains("tokend_tokens{kind=\"scrape\",state=\"active\"} 1"));
     assert!(!body.contains("other"), "no other org's name in the body");
-    assert!(body.contains("tokend_grpc_requests_total{code=\"Ok\",method=\"/tokend.v1.TokenService/CreateToken\"}"));
+    assert!(body.contains(
+        "tokend_grpc_requests_total{code=\"Ok\",method=\"/tokend.v1.TokenService/CreateToken\"}"
+    ));
     assert!(body.contains("tokend_grpc_request_duration_seconds_bucket"));
     assert!(body.contains("tokend_authentications_total{result=\"ok\"} 1"));
     assert!(body.contains("process_resident_memory_bytes"));
@@ -149,8 +261,20 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
 
     for (name, bearer, reason) in [
         ("no token", None, "TOKEN_MISSING"),
-        ("unknown", Some(tokend::domain::TokenSecret::generate(tokend::domain::TokenKind::Scrape)?.expose().to_owned()), "TOKEN_UNKNOWN"),
-        ("not a scrape token", Some(pat.secret.clone()), "TOKEN_UNKNOWN"),
+        (
+            "unknown",
+            Some(
+                tokend::domain::TokenSecret::generate(tokend::domain::TokenKind::Scrape)?
+                    .expose()
+                    .to_owned(),
+            ),
+            "TOKEN_UNKNOWN",
+        ),
+        (
+            "not a scrape token",
+            Some(pat.secret.clone()),
+            "TOKEN_UNKNOWN",
+        ),
         ("garbage", Some("hunter2".to_owned()), "TOKEN_MALFORMED"),
     ] {
         let (status, content_type, body) = scrape(&server, bearer.as_deref()).await;
@@ -162,7 +286,13 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
     }
     // Revoked: refused at once.
     client
-        .revoke_scrape_token(authed(RevokeScrapeTokenRequest { id: scrape_token.token.unwrap().id, reason: String::new() }, &acme))
+        .revoke_scrape_token(authed(
+            RevokeScrapeTokenRequest {
+                id: scrape_token.token.unwrap().id,
+                reason: String::new(),
+            },
+            &acme,
+        ))
         .await?;
     let (status, _, body) = scrape(&server, Some(&scrape_token.secret)).await;
     assert_eq!(status, 401);
@@ -174,9 +304,22 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
 async fn spawn_binary(
     dir: &std::path::Path,
     extra: &[&str],
-) -> (tokio::process::Child, String, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::task::JoinHandle<Vec<serde_json::Value>>,
+) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
         .arg(dir)
         .args(extra)
         .env_remove("DATABASE_URL")
@@ -216,23 +359,44 @@ async fn spawn_binary(
 async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (mut child, grpc_addr, log) = spawn_binary(dir.path(), &["--shutdown-grace", "5s"]).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?.connect().await?;
-    crate::support::wait_for_status(&channel, "tokend.v1.TokenService", ServingStatus::Serving, Duration::from_secs(20)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
+        .connect()
+        .await?;
+    crate::support::wait_for_status(
+        &channel,
+        "tokend.v1.TokenService",
+        ServingStatus::Serving,
+        Duration::from_secs(20),
+    )
+    .await;
     let secret = std::fs::read_to_string(dir.path().join("jwt-hs256.secret"))?;
     let now = chrono::Utc::now().timestamp();
     let jwt = tokend::identity::mint_hs256(
         secret.trim().as_bytes(),
-        &tokend::identity::MintRequest { sub: "load".into(), org_id: "acme".into(), roles: vec!["admin".into()], permissions: vec![], iat: now, exp: now + 600, iss: None, aud: None },
+        &tokend::identity::MintRequest {
+            sub: "load".into(),
+            org_id: "acme".into(),
+            roles: vec!["admin".into()],
+            permissions: vec![],
+            iat: now,
+            exp: now + 600,
+            iss: None,
+            aud: None,
+        },
     )?;
     let mut workers = Vec::new();
     for _ in 0..16 {
         let channel = channel.clone();
         let jwt = jwt.clone();
         workers.push(tokio::spawn(async move {
-            let mut client = tokend::grpc::proto::token_service_client::TokenServiceClient::new(channel);
+            let mut client =
+                tokend::grpc::proto::token_service_client::TokenServiceClient::new(channel);
             let (mut ok, mut refused) = (0u32, 0u32);
             loop {
-                match client.list_tokens(authed(ListTokensRequest::default(), &jwt)).await {
+                match client
+                    .list_tokens(authed(ListTokensRequest::default(), &jwt))
+                    .await
+                {
                     Ok(_) => ok += 1,
                     // Refused before being accepted: the connection is going
                     // away (GOAWAY, or queued in the client when it closed).
@@ -249,7 +413,9 @@ async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> Test
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
     assert!(killed.success());
     let exit = tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
@@ -262,14 +428,24 @@ async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> Test
     let log = log.await?;
     let count = |message: &str, code: Option<&str>| {
         log.iter()
-            .filter(|v| v["message"] == message && v["span"]["method"] == "/tokend.v1.TokenService/ListTokens")
+            .filter(|v| {
+                v["message"] == message
+                    && v["span"]["method"] == "/tokend.v1.TokenService/ListTokens"
+            })
             .filter(|v| code.is_none_or(|c| v["span"]["code"] == c))
             .count()
     };
     let started = count("rpc started", None);
     let finished = count("rpc finished", None);
-    assert_eq!(started, finished, "every call the server accepted was answered");
-    assert_eq!(count("rpc finished", Some("Ok")), total_ok as usize, "every answer reached its client");
+    assert_eq!(
+        started, finished,
+        "every call the server accepted was answered"
+    );
+    assert_eq!(
+        count("rpc finished", Some("Ok")),
+        total_ok as usize,
+        "every answer reached its client"
+    );
     Ok(())
 }
 
@@ -279,11 +455,23 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
     for (args, needle) in [
         (vec!["--jwt-hs256-secret", "short"], "--jwt-hs256-secret"),
         (vec!["--database-url", "mysql://nope"], "--database-url"),
-        (vec!["--jwt-jwks-file", "/nonexistent/jwks.json"], "--jwt-jwks-file"),
+        (
+            vec!["--jwt-jwks-file", "/nonexistent/jwks.json"],
+            "--jwt-jwks-file",
+        ),
         (vec!["--shutdown-grace", "soon"], "--shutdown-grace"),
     ] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .args(&args)
             .env_remove("DATABASE_URL")
@@ -291,7 +479,10 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
             .await?;
         assert!(!output.status.success(), "{args:?} must fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let error_line = stderr.lines().find(|l| l.contains("error") || l.starts_with("tokend:")).unwrap_or_default();
+        let error_line = stderr
+            .lines()
+            .find(|l| l.contains("error") || l.starts_with("tokend:"))
+            .unwrap_or_default();
         assert!(error_line.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }

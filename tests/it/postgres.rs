@@ -37,14 +37,35 @@ async fn two_replicas_on_one_database_behave_as_one_service(backend: Backend) ->
     let (mut on_a, mut on_b) = (a.client(), b.client());
     for round in 0..100 {
         let created = on_a
-            .create_token(authed(CreateTokenRequest { kind: TokenKind::Scrape as i32, name: format!("r{round}"), ..Default::default() }, &admin))
+            .create_token(authed(
+                CreateTokenRequest {
+                    kind: TokenKind::Scrape as i32,
+                    name: format!("r{round}"),
+                    ..Default::default()
+                },
+                &admin,
+            ))
             .await?
             .into_inner();
-        let auth = AuthenticateTokenRequest { secret: created.secret };
-        on_b.authenticate_token(authed(auth.clone(), &introspector)).await?;
-        on_a.revoke_scrape_token(authed(RevokeScrapeTokenRequest { id: created.token.unwrap().id, reason: String::new() }, &admin)).await?;
+        let auth = AuthenticateTokenRequest {
+            secret: created.secret,
+        };
+        on_b.authenticate_token(authed(auth.clone(), &introspector))
+            .await?;
+        on_a.revoke_scrape_token(authed(
+            RevokeScrapeTokenRequest {
+                id: created.token.unwrap().id,
+                reason: String::new(),
+            },
+            &admin,
+        ))
+        .await?;
         // The very next call on the other replica rejects it.
-        expect_error(on_b.authenticate_token(authed(auth, &introspector)).await, Code::Unauthenticated, "TOKEN_REVOKED");
+        expect_error(
+            on_b.authenticate_token(authed(auth, &introspector)).await,
+            Code::Unauthenticated,
+            "TOKEN_REVOKED",
+        );
     }
     Ok(())
 }
@@ -54,7 +75,14 @@ async fn concurrent_revokes_of_one_token_make_one_revocation(backend: Backend) -
     let admin = server.admin("acme");
     let token = server
         .client()
-        .create_token(authed(CreateTokenRequest { kind: TokenKind::Scrape as i32, name: "hot".into(), ..Default::default() }, &admin))
+        .create_token(authed(
+            CreateTokenRequest {
+                kind: TokenKind::Scrape as i32,
+                name: "hot".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
         .await?
         .into_inner()
         .token
@@ -64,16 +92,39 @@ async fn concurrent_revokes_of_one_token_make_one_revocation(backend: Backend) -
         let mut client = server.client();
         let admin = server.jwt("acme", &format!("admin-{i}"), &["admin"], &[]);
         calls.push(tokio::spawn(async move {
-            client.revoke_scrape_token(authed(RevokeScrapeTokenRequest { id: token.id, reason: format!("by {i}") }, &admin)).await
+            client
+                .revoke_scrape_token(authed(
+                    RevokeScrapeTokenRequest {
+                        id: token.id,
+                        reason: format!("by {i}"),
+                    },
+                    &admin,
+                ))
+                .await
         }));
     }
     let mut times = std::collections::HashSet::new();
     for call in calls {
-        let token = call.await?.map_err(|s| format!("revoke failed: {s:?}"))?.into_inner().token.unwrap();
+        let token = call
+            .await?
+            .map_err(|s| format!("revoke failed: {s:?}"))?
+            .into_inner()
+            .token
+            .unwrap();
         times.insert(token.revoke_time.map(|t| (t.seconds, t.nanos)));
     }
     assert_eq!(times.len(), 1, "one revoke_time: {times:?}");
-    let events = server.client().list_audit_events(authed(ListAuditEventsRequest { event_type: "scrape_token_revoked".into(), ..Default::default() }, &admin)).await?.into_inner();
+    let events = server
+        .client()
+        .list_audit_events(authed(
+            ListAuditEventsRequest {
+                event_type: "scrape_token_revoked".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner();
     assert_eq!(events.audit_events.len(), 1, "one audit event");
     Ok(())
 }
@@ -87,7 +138,15 @@ async fn concurrent_creates_of_one_name_make_one_token(backend: Backend) -> Test
         let admin = admin.clone();
         calls.push(tokio::spawn(async move {
             client
-                .create_token(authed(CreateTokenRequest { kind: TokenKind::ServiceAccount as i32, name: "deploy".into(), service_account_slug: "ci".into(), ..Default::default() }, &admin))
+                .create_token(authed(
+                    CreateTokenRequest {
+                        kind: TokenKind::ServiceAccount as i32,
+                        name: "deploy".into(),
+                        service_account_slug: "ci".into(),
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
                 .await
         }));
     }
@@ -97,17 +156,50 @@ async fn concurrent_creates_of_one_name_make_one_token(backend: Backend) -> Test
             Ok(_) => ok += 1,
             Err(status) => {
                 let decoded = details(&status);
-                assert_eq!((decoded.code, decoded.reason.as_str()), (Code::AlreadyExists, "TOKEN_ALREADY_EXISTS"), "{status:?}");
+                assert_eq!(
+                    (decoded.code, decoded.reason.as_str()),
+                    (Code::AlreadyExists, "TOKEN_ALREADY_EXISTS"),
+                    "{status:?}"
+                );
                 exists += 1;
             }
         }
     }
     assert_eq!((ok, exists), (1, 23));
-    let events = server.client().list_audit_events(authed(ListAuditEventsRequest::default(), &admin)).await?.into_inner();
-    assert_eq!(events.audit_events.len(), 1, "one create event, none for the refused creates");
+    let events = server
+        .client()
+        .list_audit_events(authed(ListAuditEventsRequest::default(), &admin))
+        .await?
+        .into_inner();
+    assert_eq!(
+        events.audit_events.len(),
+        1,
+        "one create event, none for the refused creates"
+    );
     // The name is free again once revoked.
-    server.client().revoke_service_account_token(authed(RevokeServiceAccountTokenRequest { service_account_slug: "ci".into(), token_slug: "deploy".into(), reason: String::new() }, &admin)).await?;
-    server.client().create_token(authed(CreateTokenRequest { kind: TokenKind::ServiceAccount as i32, name: "deploy".into(), service_account_slug: "ci".into(), ..Default::default() }, &admin)).await?;
+    server
+        .client()
+        .revoke_service_account_token(authed(
+            RevokeServiceAccountTokenRequest {
+                service_account_slug: "ci".into(),
+                token_slug: "deploy".into(),
+                reason: String::new(),
+            },
+            &admin,
+        ))
+        .await?;
+    server
+        .client()
+        .create_token(authed(
+            CreateTokenRequest {
+                kind: TokenKind::ServiceAccount as i32,
+                name: "deploy".into(),
+                service_account_slug: "ci".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await?;
     Ok(())
 }
 
@@ -138,14 +230,20 @@ impl Proxy {
                     let upstream = upstream.clone();
                     let task = tokio::spawn(async move {
                         if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                     connections.lock().await.push(task);
                 }
             }
         });
-        Proxy { addr, up, connections, accept }
+        Proxy {
+            addr,
+            up,
+            connections,
+            accept,
+        }
     }
 
     async fn cut(&self) {
@@ -171,25 +269,46 @@ fn pg_host_port() -> String {
     let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
     let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") }
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    }
 }
 
 /// A fresh PostgreSQL database reached through a proxy.
 async fn proxied_database(up: bool) -> (Arc<TestDb>, Proxy) {
     let mut db = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(pg_host_port(), up).await;
-    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     let user = std::env::var(PG_URL_VAR).unwrap_or_default();
-    let user = user.split_once("://").map(|(_, r)| r).and_then(|r| r.split_once('@')).map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    let user = user
+        .split_once("://")
+        .map(|(_, r)| r)
+        .and_then(|r| r.split_once('@'))
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
     db.url = pg_url_with_database(&format!("postgres://{user}{}/postgres", proxy.addr), &name);
     (Arc::new(db), proxy)
 }
 
 const OUTAGE_FLAGS: &[&str] = &[
-    "--db-acquire-timeout", "1s",
-    "--db-connect-timeout", "1s",
-    "--db-statement-timeout", "2s",
-    "--health-check-interval", "250ms",
+    "--db-acquire-timeout",
+    "1s",
+    "--db-connect-timeout",
+    "1s",
+    "--db-statement-timeout",
+    "2s",
+    "--health-check-interval",
+    "250ms",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,13 +332,26 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
-                let request = CreateTokenRequest { kind: TokenKind::Scrape as i32, name: format!("w{w}-{i}"), ..Default::default() };
+                let request = CreateTokenRequest {
+                    kind: TokenKind::Scrape as i32,
+                    name: format!("w{w}-{i}"),
+                    ..Default::default()
+                };
                 match client.create_token(authed(request, &admin)).await {
                     Ok(response) => {
                         let token = response.into_inner().token.unwrap();
                         created.push(token.token_id.clone());
                         if i % 2 == 0 {
-                            match client.revoke_scrape_token(authed(RevokeScrapeTokenRequest { id: token.id, reason: String::new() }, &admin)).await {
+                            match client
+                                .revoke_scrape_token(authed(
+                                    RevokeScrapeTokenRequest {
+                                        id: token.id,
+                                        reason: String::new(),
+                                    },
+                                    &admin,
+                                ))
+                                .await
+                            {
                                 Ok(_) => revoked.push(token.token_id),
                                 Err(status) => {
                                     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -230,7 +362,11 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
                     }
                     Err(status) => {
                         let decoded = details(&status);
-                        assert_eq!((decoded.code, decoded.reason.as_str()), (Code::Unavailable, "DATABASE_UNAVAILABLE"), "{status:?}");
+                        assert_eq!(
+                            (decoded.code, decoded.reason.as_str()),
+                            (Code::Unavailable, "DATABASE_UNAVAILABLE"),
+                            "{status:?}"
+                        );
                         assert!(decoded.retry_delay.is_some());
                         unavailable += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -244,17 +380,35 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
 
     proxy.cut().await;
     let cut_at = Instant::now();
-    let detected = wait_for_status(&server.channel, "tokend.v1.TokenService", ServingStatus::NotServing, Duration::from_secs(5)).await;
+    let detected = wait_for_status(
+        &server.channel,
+        "tokend.v1.TokenService",
+        ServingStatus::NotServing,
+        Duration::from_secs(5),
+    )
+    .await;
     // A call during the outage fails fast.
     let started = Instant::now();
-    let during = server.client().list_tokens(authed(ListTokensRequest::default(), &admin)).await;
+    let during = server
+        .client()
+        .list_tokens(authed(ListTokensRequest::default(), &admin))
+        .await;
     let failed_in = started.elapsed();
     expect_error(during, Code::Unavailable, "DATABASE_UNAVAILABLE");
-    assert!(failed_in < Duration::from_secs(3), "failed in {failed_in:?}");
+    assert!(
+        failed_in < Duration::from_secs(3),
+        "failed in {failed_in:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     proxy.restore();
-    let recovered = wait_for_status(&server.channel, "tokend.v1.TokenService", ServingStatus::Serving, Duration::from_secs(5)).await;
+    let recovered = wait_for_status(
+        &server.channel,
+        "tokend.v1.TokenService",
+        ServingStatus::Serving,
+        Duration::from_secs(5),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     let (mut created, mut revoked, mut unavailable) = (Vec::new(), Vec::new(), 0);
@@ -266,16 +420,41 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
     }
     eprintln!(
         "outage: NOT_SERVING {detected:?} after the cut ({:?} total), a call failed in {failed_in:?}, SERVING {recovered:?} after restore; {} creates and {} revokes acknowledged, {unavailable} refused",
-        cut_at.elapsed(), created.len(), revoked.len()
+        cut_at.elapsed(),
+        created.len(),
+        revoked.len()
     );
     assert!(unavailable > 0, "the outage was felt");
 
     // Nothing lost, nothing partial.
-    let all = server.client().list_tokens(authed(ListTokensRequest { show_revoked: true, page_size: 1000, ..Default::default() }, &admin)).await?.into_inner().tokens;
+    let all = server
+        .client()
+        .list_tokens(authed(
+            ListTokensRequest {
+                show_revoked: true,
+                page_size: 1000,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .tokens;
     let mut events = Vec::new();
     let mut page_token = String::new();
     loop {
-        let page = server.client().list_audit_events(authed(ListAuditEventsRequest { page_size: 1000, page_token, ..Default::default() }, &admin)).await?.into_inner();
+        let page = server
+            .client()
+            .list_audit_events(authed(
+                ListAuditEventsRequest {
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await?
+            .into_inner();
         events.extend(page.audit_events);
         if page.next_page_token.is_empty() {
             break;
@@ -283,17 +462,40 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
         page_token = page.next_page_token;
     }
     for token_id in &created {
-        assert!(all.iter().any(|t| &t.token_id == token_id), "acknowledged create {token_id} is durable");
+        assert!(
+            all.iter().any(|t| &t.token_id == token_id),
+            "acknowledged create {token_id} is durable"
+        );
     }
     for token_id in &revoked {
-        assert!(all.iter().any(|t| &t.token_id == token_id && t.revoke_time.is_some()), "acknowledged revoke {token_id} is durable");
+        assert!(
+            all.iter()
+                .any(|t| &t.token_id == token_id && t.revoke_time.is_some()),
+            "acknowledged revoke {token_id} is durable"
+        );
     }
     for token in &all {
-        let of_token: Vec<&str> = events.iter().filter(|e| e.token_id == token.token_id).map(|e| e.event_type.as_str()).collect();
-        let expected: &[&str] = if token.revoke_time.is_some() { &["scrape_token_created", "scrape_token_revoked"] } else { &["scrape_token_created"] };
-        assert_eq!(of_token, expected, "token {} and its audit events agree", token.token_id);
+        let of_token: Vec<&str> = events
+            .iter()
+            .filter(|e| e.token_id == token.token_id)
+            .map(|e| e.event_type.as_str())
+            .collect();
+        let expected: &[&str] = if token.revoke_time.is_some() {
+            &["scrape_token_created", "scrape_token_revoked"]
+        } else {
+            &["scrape_token_created"]
+        };
+        assert_eq!(
+            of_token, expected,
+            "token {} and its audit events agree",
+            token.token_id
+        );
     }
-    assert_eq!(events.len(), all.len() + all.iter().filter(|t| t.revoke_time.is_some()).count(), "no event without its change");
+    assert_eq!(
+        events.len(),
+        all.len() + all.iter().filter(|t| t.revoke_time.is_some()).count(),
+        "no event without its change"
+    );
     Ok(())
 }
 
@@ -306,13 +508,32 @@ async fn start_up_with_the_database_down_then_up() -> TestResult {
     let server = TestServer::spawn(db, OUTAGE_FLAGS).await;
     let admin = server.admin("acme");
     // It serves (liveness), is not ready, and refuses calls cleanly.
-    assert_eq!(crate::support::health_status(&server.channel, "").await, Some(ServingStatus::Serving));
+    assert_eq!(
+        crate::support::health_status(&server.channel, "").await,
+        Some(ServingStatus::Serving)
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(server.readiness().await, Some(ServingStatus::NotServing));
-    expect_error(server.client().list_tokens(authed(ListTokensRequest::default(), &admin)).await, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    expect_error(
+        server
+            .client()
+            .list_tokens(authed(ListTokensRequest::default(), &admin))
+            .await,
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+    );
     proxy.restore();
-    let ready_in = wait_for_status(&server.channel, "tokend.v1.TokenService", ServingStatus::Serving, Duration::from_secs(5)).await;
+    let ready_in = wait_for_status(
+        &server.channel,
+        "tokend.v1.TokenService",
+        ServingStatus::Serving,
+        Duration::from_secs(5),
+    )
+    .await;
     eprintln!("start-up with the database down: SERVING {ready_in:?} after it appeared");
-    server.client().list_tokens(authed(ListTokensRequest::default(), &admin)).await?;
+    server
+        .client()
+        .list_tokens(authed(ListTokensRequest::default(), &admin))
+        .await?;
     Ok(())
 }

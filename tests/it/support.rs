@@ -70,7 +70,9 @@ pub fn postgres_available() -> bool {
         Ok(url) if !url.is_empty() => true,
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{PG_URL_VAR} must be set when CI=true: PostgreSQL tests may not be skipped");
+                panic!(
+                    "{PG_URL_VAR} must be set when CI=true: PostgreSQL tests may not be skipped"
+                );
             }
             eprintln!("skipping PostgreSQL variant: {PG_URL_VAR} is not set");
             false
@@ -147,7 +149,10 @@ impl Drop for TestDb {
             // Drop runs outside async context: a short-lived runtime on its
             // own thread removes the database.
             let _ = std::thread::spawn(move || {
-                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     let _ = runtime.block_on(pg_admin_exec(&format!(
                         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                     )));
@@ -241,7 +246,13 @@ impl TestServer {
 
     /// Polls readiness until SERVING (bounded).
     pub async fn wait_ready(&self) {
-        wait_for_status(&self.channel, "tokend.v1.TokenService", ServingStatus::Serving, Duration::from_secs(20)).await;
+        wait_for_status(
+            &self.channel,
+            "tokend.v1.TokenService",
+            ServingStatus::Serving,
+            Duration::from_secs(20),
+        )
+        .await;
     }
 
     /// A JWT for `org`/`sub` with roles and permissions, valid for an hour
@@ -274,7 +285,14 @@ impl Drop for TestServer {
     }
 }
 
-pub fn mint(org: &str, sub: &str, roles: &[&str], permissions: &[&str], iat: i64, exp: i64) -> String {
+pub fn mint(
+    org: &str,
+    sub: &str,
+    roles: &[&str],
+    permissions: &[&str],
+    iat: i64,
+    exp: i64,
+) -> String {
     mint_hs256(
         HS_SECRET.as_bytes(),
         &MintRequest {
@@ -304,13 +322,21 @@ pub async fn health_status(channel: &Channel, service: &str) -> Option<ServingSt
 
 /// Polls a health status until it equals `want`; panics after `limit`.
 /// Returns how long it took.
-pub async fn wait_for_status(channel: &Channel, service: &str, want: ServingStatus, limit: Duration) -> Duration {
+pub async fn wait_for_status(
+    channel: &Channel,
+    service: &str,
+    want: ServingStatus,
+    limit: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
         if health_status(channel, service).await == Some(want) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "{service:?} did not become {want:?} within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "{service:?} did not become {want:?} within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -345,9 +371,18 @@ pub struct Details {
 /// prost (the Problem), asserting the invariants every error must keep.
 pub fn details(status: &Status) -> Details {
     let standard = status.get_error_details();
-    let raw = tonic_types::pb::Status::decode(status.details()).expect("google.rpc.Status in details");
-    assert_eq!(raw.code, status.code() as i32, "google.rpc.Status code equals the gRPC code");
-    assert_eq!(raw.message, status.message(), "google.rpc.Status message equals the gRPC message");
+    let raw =
+        tonic_types::pb::Status::decode(status.details()).expect("google.rpc.Status in details");
+    assert_eq!(
+        raw.code,
+        status.code() as i32,
+        "google.rpc.Status code equals the gRPC code"
+    );
+    assert_eq!(
+        raw.message,
+        status.message(),
+        "google.rpc.Status message equals the gRPC message"
+    );
     let problems: Vec<Problem> = raw
         .details
         .iter()
@@ -357,23 +392,39 @@ pub fn details(status: &Status) -> Details {
     assert_eq!(problems.len(), 1, "exactly one Problem: {raw:?}");
     let mut seen = std::collections::HashSet::new();
     for any in &raw.details {
-        assert!(seen.insert(any.type_url.clone()), "detail type {} appears twice", any.type_url);
+        assert!(
+            seen.insert(any.type_url.clone()),
+            "detail type {} appears twice",
+            any.type_url
+        );
     }
     let problem = problems.into_iter().next().expect("one problem");
     let info = standard.error_info().expect("ErrorInfo present");
     let request_info = standard.request_info().expect("RequestInfo present");
-    assert_eq!(problem.detail, status.message(), "Problem.detail equals the status message");
+    assert_eq!(
+        problem.detail,
+        status.message(),
+        "Problem.detail equals the status message"
+    );
     assert_eq!(problem.request_id, request_info.request_id);
     let field_violations: Vec<(String, String)> = standard
         .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.description.clone())).collect())
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let problem_errors: Vec<(String, String)> = problem
         .errors
         .iter()
         .map(|e| (e.location.clone(), e.message.clone()))
         .collect();
-    assert_eq!(field_violations, problem_errors, "BadRequest matches Problem.errors one to one");
+    assert_eq!(
+        field_violations, problem_errors,
+        "BadRequest matches Problem.errors one to one"
+    );
     Details {
         code: status.code(),
         message: status.message().to_owned(),
@@ -393,7 +444,11 @@ pub fn details(status: &Status) -> Details {
 }
 
 /// Asserts `result` failed with `code` and `reason`; returns the details.
-pub fn expect_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Details {
+pub fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Details {
     let status = match result {
         Ok(value) => panic!("expected {code:?}/{reason}, got OK: {value:?}"),
         Err(status) => status,

@@ -68,19 +68,49 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(Tokens::TokenId).string_len(36).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Tokens::TokenId)
+                            .string_len(36)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Tokens::Kind).string_len(32).not_null())
                     .col(ColumnDef::new(Tokens::OrgId).string().not_null())
                     .col(ColumnDef::new(Tokens::Name).string().not_null())
                     .col(ColumnDef::new(Tokens::OwnerUserId).string().not_null())
-                    .col(ColumnDef::new(Tokens::ServiceAccountSlug).string_len(63).null())
+                    .col(
+                        ColumnDef::new(Tokens::ServiceAccountSlug)
+                            .string_len(63)
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tokens::WorkspaceId).string_len(12).null())
                     .col(ColumnDef::new(Tokens::Scopes).text().not_null())
-                    .col(ColumnDef::new(Tokens::SecretHash).binary().not_null().unique_key())
-                    .col(ColumnDef::new(Tokens::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Tokens::ExpiresAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Tokens::RevokedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Tokens::LastUsedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Tokens::SecretHash)
+                            .binary()
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Tokens::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tokens::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tokens::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tokens::CreatedBy).string().not_null())
                     .col(ColumnDef::new(Tokens::RevokedBy).string().null())
                     .col(ColumnDef::new(Tokens::RevokeReason).text().null())
@@ -98,14 +128,38 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(AuditEvents::EventType).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(AuditEvents::EventType)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AuditEvents::OrgId).string().not_null())
                     .col(ColumnDef::new(AuditEvents::Actor).string().not_null())
-                    .col(ColumnDef::new(AuditEvents::TokenId).string_len(36).not_null())
-                    .col(ColumnDef::new(AuditEvents::TokenNumericId).big_integer().not_null())
-                    .col(ColumnDef::new(AuditEvents::TokenKind).string_len(32).not_null())
-                    .col(ColumnDef::new(AuditEvents::RequestId).string_len(128).not_null())
-                    .col(ColumnDef::new(AuditEvents::OccurredAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(AuditEvents::TokenId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::TokenNumericId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::TokenKind)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::RequestId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::OccurredAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AuditEvents::Reason).text().null())
                     .to_owned(),
             )
