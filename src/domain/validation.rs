@@ -60,7 +60,7 @@ impl Violations {
         if self.omitted > 0 {
             self.reported.push(FieldViolation::new(
                 "request",
-                &format!("{} more invalid field(s) not listed", self.omitted),
+                format!("{} more invalid field(s) not listed", self.omitted),
                 "",
             ));
         }

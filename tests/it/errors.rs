@@ -142,11 +142,10 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
                 .authenticate_token(with_request_id(
                     authed(
                         auth(
-                            &tokend::domain::TokenSecret::generate(
+                            tokend::domain::TokenSecret::generate(
                                 tokend::domain::TokenKind::Scrape,
                             )?
-                            .expose()
-                            .to_owned(),
+                            .expose(),
                         ),
                         &introspector,
                     ),

@@ -84,7 +84,6 @@ pub fn postgres_available() -> bool {
 /// new PostgreSQL database dropped when the test ends.
 #[derive(Debug)]
 pub struct TestDb {
-    pub backend: Backend,
     pub url: String,
     pub dir: TempDir,
     pg_name: Option<String>,
@@ -122,7 +121,6 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {
             Backend::Sqlite => TestDb {
-                backend,
                 url: format!("sqlite://{}", dir.path().join("tokend.db").display()),
                 dir,
                 pg_name: None,
@@ -133,7 +131,6 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 TestDb {
-                    backend,
                     url: pg_url_with_database(&pg_admin_url(), &name),
                     dir,
                     pg_name: Some(name),
