@@ -13,6 +13,11 @@ use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::grpc::status::transport_status;
+
+/// The trailer (or trailers-only header) carrying the `google.rpc.Status`.
+const DETAILS_HEADER: &str = "grpc-status-details-bin";
+
 /// The metadata key of the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest caller-supplied request id accepted.
@@ -73,6 +78,27 @@ impl<S, O: Clone> Layer<S> for RequestContextLayer<O> {
 pub struct RequestContextService<S, O> {
     inner: S,
     observer: O,
+}
+
+/// Gives a failure that tonic answered before any handler ran (it carries no
+/// `grpc-status-details-bin`) the same details every other failure has.
+fn add_missing_details<B>(response: &mut Response<B>, request_id: &str) {
+    if response.headers().contains_key(DETAILS_HEADER) {
+        return;
+    }
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return;
+    };
+    if status.code() == tonic::Code::Ok {
+        return;
+    }
+    let described = transport_status(status.code(), status.message(), request_id);
+    let mut headers = http::HeaderMap::new();
+    if described.add_header(&mut headers).is_ok()
+        && let Some(details) = headers.remove(DETAILS_HEADER)
+    {
+        response.headers_mut().insert(DETAILS_HEADER, details);
+    }
 }
 
 fn grpc_code_of<B>(response: &Response<B>) -> tonic::Code {
@@ -147,6 +173,7 @@ where
                 if let Some(header) = header {
                     response.headers_mut().insert(REQUEST_ID_HEADER, header);
                 }
+                add_missing_details(&mut response, &request_id);
                 let code = grpc_code_of(&response);
                 let elapsed = started.elapsed();
                 let span = tracing::Span::current();

@@ -257,6 +257,40 @@ pub fn build_status(
     Status::with_details(problem_kind.code, message, encoded.encode_to_vec().into())
 }
 
+/// Describes a failure tonic produced before any handler ran (unknown
+/// method, undecodable or oversized message): the code stays tonic's, and
+/// the details get a `Problem`, `ErrorInfo` (reason `REQUEST_REJECTED`,
+/// metadata `grpcCode`) and `RequestInfo` like every other failure. The HTTP
+/// status follows the canonical mapping of google/rpc/code.proto.
+pub fn transport_status(code: Code, message: &str, request_id: &str) -> Status {
+    let http_status = match code {
+        Code::Ok => 200,
+        Code::Cancelled => 499,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+    };
+    let problem_kind = ProblemKind {
+        code,
+        http_status,
+        reason: "REQUEST_REJECTED",
+        title: "Request rejected by the transport",
+        type_uri: "urn:tokend:problem:request-rejected",
+    };
+    let mut details = ErrorDetails::new();
+    let metadata = HashMap::from([("grpcCode".to_owned(), format!("{code:?}"))]);
+    details.set_error_info(problem_kind.reason, ERROR_DOMAIN, metadata);
+    details.set_request_info(request_id, "");
+    build_status(problem_kind, message, request_id, details, Vec::new())
+}
+
 /// Retry hint for UNAVAILABLE statuses made outside the domain (load
 /// shedding, start-up before migrations).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);

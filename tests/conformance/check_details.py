@@ -577,8 +577,9 @@ def check_request_id_rules(c: Client, ctx: dict) -> str:
 
 
 def check_pre_handler_failures(c: Client, ctx: dict) -> str:
-    """Failures before a handler runs keep tonic's codes and carry no Problem
-    (docs/errors.md says so). The request id is still echoed."""
+    """Failures before a handler runs keep tonic's codes, and tokend's
+    request layer still gives them a Problem, ErrorInfo (REQUEST_REJECTED)
+    and RequestInfo (docs/errors.md). The request id is echoed."""
     metadata = [("authorization", f"Bearer {ctx['admin']}")]
     cases = [
         ("unknown method", f"/{SERVICE}/NoSuchMethod", b"", C.UNIMPLEMENTED),
@@ -591,8 +592,13 @@ def check_pre_handler_failures(c: Client, ctx: dict) -> str:
         expect(error is not None, f"{label}: answered OK")
         expect_eq(error.code(), code, f"{label}: code (message {error.details()!r})")
         expect_eq(metadata_values(error, REQUEST_ID_KEY), [rid], f"{label}: echoed x-request-id")
-        expect_eq(metadata_values(error, DETAILS_KEY), [], f"{label}: {DETAILS_KEY}")
-    return "UNIMPLEMENTED / INTERNAL / OUT_OF_RANGE, no Problem, id echoed"
+        expect(len(metadata_values(error, DETAILS_KEY)) == 1, f"{label}: {DETAILS_KEY} missing")
+        status = rpc_status.from_call(error)
+        expect(status is not None, f"{label}: undecodable {DETAILS_KEY}")
+        types = [d.type_url for d in status.details]
+        for wanted in ("type.googleapis.com/tokend.v1.Problem", "type.googleapis.com/google.rpc.ErrorInfo", "type.googleapis.com/google.rpc.RequestInfo"):
+            expect(wanted in types, f"{label}: {wanted} missing from {types}")
+    return "UNIMPLEMENTED / INTERNAL / OUT_OF_RANGE with Problem, ErrorInfo, RequestInfo; id echoed"
 
 
 def check_details_size(c: Client, ctx: dict) -> str:

@@ -27,6 +27,7 @@ crate::backend_tests!(
     two_replicas_on_one_database_behave_as_one_service,
     concurrent_revokes_of_one_token_make_one_revocation,
     concurrent_creates_of_one_name_make_one_token,
+    calls_cancelled_mid_write_leave_no_partial_state,
 );
 
 async fn two_replicas_on_one_database_behave_as_one_service(backend: Backend) -> TestResult {
@@ -427,40 +428,7 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
     assert!(unavailable > 0, "the outage was felt");
 
     // Nothing lost, nothing partial.
-    let all = server
-        .client()
-        .list_tokens(authed(
-            ListTokensRequest {
-                show_revoked: true,
-                page_size: 1000,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await?
-        .into_inner()
-        .tokens;
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = server
-            .client()
-            .list_audit_events(authed(
-                ListAuditEventsRequest {
-                    page_size: 1000,
-                    page_token,
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await?
-            .into_inner();
-        events.extend(page.audit_events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let all = all_tokens(&server, &admin).await?;
     for token_id in &created {
         assert!(
             all.iter().any(|t| &t.token_id == token_id),
@@ -474,28 +442,7 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
             "acknowledged revoke {token_id} is durable"
         );
     }
-    for token in &all {
-        let of_token: Vec<&str> = events
-            .iter()
-            .filter(|e| e.token_id == token.token_id)
-            .map(|e| e.event_type.as_str())
-            .collect();
-        let expected: &[&str] = if token.revoke_time.is_some() {
-            &["scrape_token_created", "scrape_token_revoked"]
-        } else {
-            &["scrape_token_created"]
-        };
-        assert_eq!(
-            of_token, expected,
-            "token {} and its audit events agree",
-            token.token_id
-        );
-    }
-    assert_eq!(
-        events.len(),
-        all.len() + all.iter().filter(|t| t.revoke_time.is_some()).count(),
-        "no event without its change"
-    );
+    assert_tokens_and_events_agree(&server, &admin).await?;
     Ok(())
 }
 
@@ -531,6 +478,157 @@ async fn start_up_with_the_database_down_then_up() -> TestResult {
     )
     .await;
     eprintln!("start-up with the database down: SERVING {ready_in:?} after it appeared");
+    server
+        .client()
+        .list_tokens(authed(ListTokensRequest::default(), &admin))
+        .await?;
+    Ok(())
+}
+
+/// Every token of the caller's org, all pages.
+async fn all_tokens(
+    server: &TestServer,
+    admin: &str,
+) -> Result<Vec<tokend::grpc::proto::Token>, tonic::Status> {
+    let (mut tokens, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let request = ListTokensRequest {
+            show_revoked: true,
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = server
+            .client()
+            .list_tokens(authed(request, admin))
+            .await?
+            .into_inner();
+        tokens.extend(page.tokens);
+        if page.next_page_token.is_empty() {
+            return Ok(tokens);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every audit event of the caller's org, all pages.
+async fn all_events(
+    server: &TestServer,
+    admin: &str,
+) -> Result<Vec<tokend::grpc::proto::AuditEvent>, tonic::Status> {
+    let (mut events, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let request = ListAuditEventsRequest {
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = server
+            .client()
+            .list_audit_events(authed(request, admin))
+            .await?
+            .into_inner();
+        events.extend(page.audit_events);
+        if page.next_page_token.is_empty() {
+            return Ok(events);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Asserts the org's tokens and audit events agree: each token has its
+/// created event, a revoked one its revoked event, and no event lacks its
+/// change. Returns the number of tokens.
+async fn assert_tokens_and_events_agree(
+    server: &TestServer,
+    admin: &str,
+) -> Result<usize, tonic::Status> {
+    let all = all_tokens(server, admin).await?;
+    let events = all_events(server, admin).await?;
+    for token in &all {
+        let of_token: Vec<&str> = events
+            .iter()
+            .filter(|e| e.token_id == token.token_id)
+            .map(|e| e.event_type.as_str())
+            .collect();
+        let expected: &[&str] = if token.revoke_time.is_some() {
+            &["scrape_token_created", "scrape_token_revoked"]
+        } else {
+            &["scrape_token_created"]
+        };
+        assert_eq!(
+            of_token, expected,
+            "token {} and its audit events agree",
+            token.token_id
+        );
+    }
+    assert_eq!(
+        events.len(),
+        all.len() + all.iter().filter(|t| t.revoke_time.is_some()).count(),
+        "no event without its change"
+    );
+    Ok(all.len())
+}
+
+async fn calls_cancelled_mid_write_leave_no_partial_state(backend: Backend) -> TestResult {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("acme");
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let request = CreateTokenRequest {
+            kind: TokenKind::Scrape as i32,
+            name: format!("pre{i}"),
+            ..Default::default()
+        };
+        ids.push(
+            server
+                .client()
+                .create_token(authed(request, &admin))
+                .await?
+                .into_inner()
+                .token
+                .unwrap()
+                .id,
+        );
+    }
+    // Creates and revokes whose client gives up after 0–4 ms: some finish,
+    // some are cancelled before, during or after their transaction.
+    let mut calls = Vec::new();
+    for i in 0..200u64 {
+        let mut client = server.client();
+        let admin = admin.clone();
+        let id = ids[(i % 40) as usize];
+        calls.push(tokio::spawn(async move {
+            let patience = Duration::from_micros((i * 397) % 4000);
+            if i % 2 == 0 {
+                let request = CreateTokenRequest {
+                    kind: TokenKind::Scrape as i32,
+                    name: format!("c{i}"),
+                    ..Default::default()
+                };
+                let _ =
+                    tokio::time::timeout(patience, client.create_token(authed(request, &admin)))
+                        .await;
+            } else {
+                let request = RevokeScrapeTokenRequest {
+                    id,
+                    reason: String::new(),
+                };
+                let _ = tokio::time::timeout(
+                    patience,
+                    client.revoke_scrape_token(authed(request, &admin)),
+                )
+                .await;
+            }
+        }));
+    }
+    for call in calls {
+        call.await?;
+    }
+    // Let cancelled handlers unwind, then check; the server still serves.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let count = assert_tokens_and_events_agree(&server, &admin).await?;
+    assert!(count >= 40);
     server
         .client()
         .list_tokens(authed(ListTokensRequest::default(), &admin))
