@@ -301,14 +301,23 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
 }
 
 /// Starts the real binary on port 0 and reads its addresses from the log.
-async fn spawn_binary(
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> (
+async fn spawn_binary(dir: &std::path::Path, extra: &[&str]) -> SpawnedBinary {
+    spawn_binary_with_log_level(dir, extra, "info,tokend=debug").await
+}
+
+/// A running binary, its gRPC address, and its log (complete once it exits).
+type SpawnedBinary = (
     tokio::process::Child,
     String,
     tokio::task::JoinHandle<Vec<serde_json::Value>>,
-) {
+);
+
+/// [`spawn_binary`] with a `RUST_LOG` filter.
+async fn spawn_binary_with_log_level(
+    dir: &std::path::Path,
+    extra: &[&str],
+    filter: &str,
+) -> SpawnedBinary {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
         .args([
             "serve",
@@ -323,7 +332,7 @@ async fn spawn_binary(
         .arg(dir)
         .args(extra)
         .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "info,tokend=debug")
+        .env("RUST_LOG", filter)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -485,6 +494,130 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
             .unwrap_or_default();
         assert!(error_line.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
+    use sha2::Digest;
+    let dir = tempfile::tempdir()?;
+    let (mut child, grpc_addr, log) = spawn_binary_with_log_level(dir.path(), &[], "trace").await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
+        .connect()
+        .await?;
+    crate::support::wait_for_status(
+        &channel,
+        "tokend.v1.TokenService",
+        ServingStatus::Serving,
+        Duration::from_secs(20),
+    )
+    .await;
+    let secret_key = std::fs::read_to_string(dir.path().join("jwt-hs256.secret"))?;
+    let now = chrono::Utc::now().timestamp();
+    let jwt = tokend::identity::mint_hs256(
+        secret_key.trim().as_bytes(),
+        &tokend::identity::MintRequest {
+            sub: "auditor".into(),
+            org_id: "acme".into(),
+            roles: vec!["admin".into()],
+            permissions: vec!["tokens_introspect".into()],
+            iat: now,
+            exp: now + 600,
+            iss: None,
+            aud: None,
+        },
+    )?;
+    let mut client = tokend::grpc::proto::token_service_client::TokenServiceClient::new(channel);
+    let mut secrets = Vec::new();
+    for kind in [TokenKind::Scrape, TokenKind::PersonalAccess] {
+        let created = client
+            .create_token(authed(
+                CreateTokenRequest {
+                    kind: kind as i32,
+                    name: "logged".into(),
+                    ..Default::default()
+                },
+                &jwt,
+            ))
+            .await?
+            .into_inner();
+        client
+            .authenticate_token(authed(
+                AuthenticateTokenRequest {
+                    secret: created.secret.clone(),
+                },
+                &jwt,
+            ))
+            .await?;
+        client
+            .revoke_scrape_token(authed(
+                RevokeScrapeTokenRequest {
+                    id: created.token.unwrap().id,
+                    reason: String::new(),
+                },
+                &jwt,
+            ))
+            .await
+            .ok();
+        let _ = client
+            .authenticate_token(authed(
+                AuthenticateTokenRequest {
+                    secret: created.secret.clone(),
+                },
+                &jwt,
+            ))
+            .await;
+        secrets.push(created.secret);
+    }
+    // A typo'd secret and a bad JWT are not echoed either.
+    let mut typo = secrets[0].clone();
+    typo.pop();
+    typo.push('Q');
+    let _ = client
+        .authenticate_token(authed(
+            AuthenticateTokenRequest {
+                secret: typo.clone(),
+            },
+            &jwt,
+        ))
+        .await;
+    let bad_jwt = format!("{jwt}x");
+    let _ = client
+        .list_tokens(authed(ListTokensRequest::default(), &bad_jwt))
+        .await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()?;
+    child.wait().await?;
+    let text: String = log.await?.iter().map(|v| format!("{v}\n")).collect();
+    assert!(
+        text.contains("rpc finished"),
+        "the log was captured at trace level"
+    );
+    let jwt_signature = jwt.rsplit('.').next().unwrap();
+    let mut forbidden: Vec<(String, String)> = vec![
+        ("JWT".into(), jwt_signature.to_owned()),
+        ("signing key".into(), secret_key.trim().to_owned()),
+        ("typo'd secret".into(), typo[8..].to_owned()),
+    ];
+    for secret in &secrets {
+        let hash = sha2::Sha256::digest(secret.as_bytes());
+        forbidden.push(("secret".into(), secret[secret.len() - 30..].to_owned()));
+        forbidden.push((
+            "hash (hex)".into(),
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..24].to_owned(),
+        ));
+        forbidden.push((
+            "hash (bytes)".into(),
+            format!("{:?}", &hash[..6])
+                .trim_matches(['[', ']'])
+                .to_owned(),
+        ));
+    }
+    for (what, needle) in forbidden {
+        assert!(!text.contains(&needle), "{what} appears in the trace log");
     }
     Ok(())
 }
