@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::domain::error::TokenRejection;
-use crate::domain::{Clock, ServiceError, TokenKind, TokenLifecycle};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Clock, ServiceError, Token, TokenKind, TokenLifecycle};
 use crate::metrics::Metrics;
 use crate::store::SeaStore;
 
@@ -36,21 +38,90 @@ pub fn router(state: MetricsState) -> Router {
         .with_state(state)
 }
 
-fn problem(status: StatusCode, reason: &str, detail: &str) -> Response {
+/// One refusal of the endpoint, as a problem+json document with the same
+/// types, titles and reasons as the gRPC `Problem`.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Missing,
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
+    Unavailable,
+    Internal,
+}
+
+impl Refusal {
+    fn describe(self) -> (StatusCode, &'static str, &'static str, &'static str) {
+        match self {
+            Refusal::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_MISSING",
+                "Token missing",
+                "a scrape token is required as a bearer token",
+            ),
+            Refusal::Malformed => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_MALFORMED",
+                "Token malformed",
+                "the bearer token is not a tokend secret",
+            ),
+            Refusal::Unknown => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_UNKNOWN",
+                "Token unknown",
+                "the token is not a known scrape token",
+            ),
+            Refusal::Revoked => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_REVOKED",
+                "Token revoked",
+                "the scrape token has been revoked",
+            ),
+            Refusal::Expired => (
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_EXPIRED",
+                "Token expired",
+                "the scrape token has expired",
+            ),
+            Refusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "Database unavailable",
+                "the database is unavailable",
+            ),
+            Refusal::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Internal error",
+                "internal error",
+            ),
+        }
+    }
+}
+
+fn problem(refusal: Refusal, request_id: &str) -> Response {
+    let (status, reason, title, detail) = refusal.describe();
     let body = serde_json::json!({
         "type": format!("urn:tokend:problem:{}", reason.to_ascii_lowercase().replace('_', "-")),
-        "title": status.canonical_reason().unwrap_or("Error"),
+        "title": title,
         "status": status.as_u16(),
         "detail": detail,
+        "instance": format!("urn:tokend:request:{request_id}"),
+        "request_id": request_id,
         "reason": reason,
     });
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/problem+json"),
     );
+    if let Ok(value) = header::HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
+        headers.insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
         );
@@ -59,6 +130,7 @@ fn problem(status: StatusCode, reason: &str, detail: &str) -> Response {
 }
 
 async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -66,70 +138,42 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     let Some(presented) = presented else {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "TOKEN_MISSING",
-            "a scrape token is required as a bearer token",
-        );
+        return problem(Refusal::Missing, &request_id);
     };
     let now = state.clock.now();
-    let token = match state.lifecycle.authenticate_secret(now, presented).await {
-        Ok(token) if token.kind == TokenKind::Scrape => token,
+    let refusal = match state.lifecycle.authenticate_secret(now, presented).await {
+        Ok(token) if token.kind == TokenKind::Scrape => {
+            return render(&state, &token, now, &request_id).await;
+        }
         // Another family's token is not a scrape token: same answer as unknown.
-        Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_UNKNOWN",
-                "the token is not a known scrape token",
-            );
-        }
-        Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_REVOKED",
-                "the scrape token has been revoked",
-            );
-        }
-        Err(ServiceError::TokenRejected(TokenRejection::Expired)) => {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_EXPIRED",
-                "the scrape token has expired",
-            );
-        }
-        Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_MALFORMED",
-                "the bearer token is not a tokend secret",
-            );
-        }
+        Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => Refusal::Unknown,
+        Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => Refusal::Revoked,
+        Err(ServiceError::TokenRejected(TokenRejection::Expired)) => Refusal::Expired,
+        Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => Refusal::Malformed,
         Err(error @ ServiceError::Unavailable { .. }) => {
-            tracing::warn!(error = %error, "metrics scrape: database unavailable");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
-                "the database is unavailable",
-            );
+            tracing::warn!(request_id, error = %error, "metrics scrape: database unavailable");
+            Refusal::Unavailable
         }
         Err(error) => {
-            tracing::error!(error = %error, "metrics scrape failed");
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "internal error",
-            );
+            tracing::error!(request_id, error = %error, "metrics scrape failed");
+            Refusal::Internal
         }
     };
+    problem(refusal, &request_id)
+}
+
+/// The metrics body for an authenticated scrape token's organisation.
+async fn render(
+    state: &MetricsState,
+    token: &Token,
+    now: DateTime<Utc>,
+    request_id: &str,
+) -> Response {
     let counts = match state.lifecycle.token_counts(&token.org_id, now).await {
         Ok(counts) => counts,
         Err(error) => {
-            tracing::error!(error = %error, "metrics scrape: counting tokens failed");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
-                "the database is unavailable",
-            );
+            tracing::warn!(request_id, error = %error, "metrics scrape: counting tokens failed");
+            return problem(Refusal::Unavailable, request_id);
         }
     };
     if let Some((size, idle)) = state.lifecycle.repository().pool_status() {
@@ -145,12 +189,8 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
             response
         }
         Err(error) => {
-            tracing::error!(error = %error, "metrics rendering failed");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "internal error",
-            )
+            tracing::error!(request_id, error = %error, "metrics rendering failed");
+            problem(Refusal::Internal, request_id)
         }
     }
 }

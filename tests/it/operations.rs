@@ -621,3 +621,43 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_applies_migrations_and_exits() -> TestResult {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir()?;
+    for _ in 0..2 {
+        // Twice: the second run finds nothing pending and still succeeds.
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .await?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let url = format!("sqlite://{}", dir.path().join("tokend.db").display());
+    let db = sea_orm::Database::connect(url.as_str()).await?;
+    let tables = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        ))
+        .await?;
+    let names: Vec<String> = tables
+        .iter()
+        .map(|row| row.try_get("", "name").unwrap())
+        .collect();
+    for table in ["audit_events", "seaql_migrations", "tokens"] {
+        assert!(
+            names.iter().any(|n| n == table),
+            "{table} missing from {names:?}"
+        );
+    }
+    db.close().await?;
+    Ok(())
+}

@@ -19,8 +19,8 @@ use tokend::grpc::proto::{
 };
 
 use crate::support::{
-    Backend, PG_URL_VAR, TestDb, TestResult, TestServer, authed, details, expect_error,
-    pg_url_with_database, postgres_available, wait_for_status,
+    Backend, PG_URL_VAR, TestDb, TestResult, TestServer, assert_tokens_and_events_agree, authed,
+    details, expect_error, pg_url_with_database, postgres_available, wait_for_status,
 };
 
 crate::backend_tests!(
@@ -483,91 +483,6 @@ async fn start_up_with_the_database_down_then_up() -> TestResult {
         .list_tokens(authed(ListTokensRequest::default(), &admin))
         .await?;
     Ok(())
-}
-
-/// Every token of the caller's org, all pages.
-async fn all_tokens(
-    server: &TestServer,
-    admin: &str,
-) -> Result<Vec<tokend::grpc::proto::Token>, tonic::Status> {
-    let (mut tokens, mut page_token) = (Vec::new(), String::new());
-    loop {
-        let request = ListTokensRequest {
-            show_revoked: true,
-            page_size: 1000,
-            page_token,
-            ..Default::default()
-        };
-        let page = server
-            .client()
-            .list_tokens(authed(request, admin))
-            .await?
-            .into_inner();
-        tokens.extend(page.tokens);
-        if page.next_page_token.is_empty() {
-            return Ok(tokens);
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// Every audit event of the caller's org, all pages.
-async fn all_events(
-    server: &TestServer,
-    admin: &str,
-) -> Result<Vec<tokend::grpc::proto::AuditEvent>, tonic::Status> {
-    let (mut events, mut page_token) = (Vec::new(), String::new());
-    loop {
-        let request = ListAuditEventsRequest {
-            page_size: 1000,
-            page_token,
-            ..Default::default()
-        };
-        let page = server
-            .client()
-            .list_audit_events(authed(request, admin))
-            .await?
-            .into_inner();
-        events.extend(page.audit_events);
-        if page.next_page_token.is_empty() {
-            return Ok(events);
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// Asserts the org's tokens and audit events agree: each token has its
-/// created event, a revoked one its revoked event, and no event lacks its
-/// change. Returns the number of tokens.
-async fn assert_tokens_and_events_agree(
-    server: &TestServer,
-    admin: &str,
-) -> Result<usize, tonic::Status> {
-    let all = all_tokens(server, admin).await?;
-    let events = all_events(server, admin).await?;
-    for token in &all {
-        let of_token: Vec<&str> = events
-            .iter()
-            .filter(|e| e.token_id == token.token_id)
-            .map(|e| e.event_type.as_str())
-            .collect();
-        let expected: &[&str] = if token.revoke_time.is_some() {
-            &["scrape_token_created", "scrape_token_revoked"]
-        } else {
-            &["scrape_token_created"]
-        };
-        assert_eq!(
-            of_token, expected,
-            "token {} and its audit events agree",
-            token.token_id
-        );
-    }
-    assert_eq!(
-        events.len(),
-        all.len() + all.iter().filter(|t| t.revoke_time.is_some()).count(),
-        "no event without its change"
-    );
-    Ok(all.len())
 }
 
 async fn calls_cancelled_mid_write_leave_no_partial_state(backend: Backend) -> TestResult {
