@@ -206,7 +206,7 @@ def consistency(label, objs):
     check(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, "rollout maxUnavailable 0")
 
     # probes: native gRPC, on the gRPC port, right services
-    probe_svc = {"startupProbe": "tokend.v1.TokenService", "readinessProbe": "tokend.v1.TokenService", "livenessProbe": ""}
+    probe_svc = {"startupProbe": "", "readinessProbe": "tokend.v1.TokenService", "livenessProbe": ""}
     for probe, svc in probe_svc.items():
         g = main.get(probe, {}).get("grpc", {})
         check(g.get("port") == ports.get("grpc") and g.get("service", "") == svc,
