@@ -13,6 +13,7 @@
 mod support;
 
 mod errors;
+mod hardening;
 mod identity;
 mod lifecycle;
 mod operations;

@@ -19,8 +19,9 @@ use tokend::grpc::proto::{
 };
 
 use crate::support::{
-    Backend, PG_URL_VAR, TestDb, TestResult, TestServer, assert_tokens_and_events_agree, authed,
-    details, expect_error, pg_url_with_database, postgres_available, wait_for_status,
+    Backend, PG_URL_VAR, TestDb, TestResult, TestServer, all_tokens,
+    assert_tokens_and_events_agree, authed, details, expect_error, pg_url_with_database,
+    postgres_available, wait_for_status,
 };
 
 crate::backend_tests!(

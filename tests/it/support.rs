@@ -461,7 +461,7 @@ pub fn expect_error<T: std::fmt::Debug>(
 pub async fn all_tokens(
     server: &TestServer,
     admin: &str,
-) -> Result<Vec<tokend::grpc::proto::Token>, tonic::Status> {
+) -> Result<Vec<tokend::grpc::proto::Token>, Status> {
     let (mut tokens, mut page_token) = (Vec::new(), String::new());
     loop {
         let request = tokend::grpc::proto::ListTokensRequest {
@@ -487,7 +487,7 @@ pub async fn all_tokens(
 pub async fn all_events(
     server: &TestServer,
     admin: &str,
-) -> Result<Vec<tokend::grpc::proto::AuditEvent>, tonic::Status> {
+) -> Result<Vec<tokend::grpc::proto::AuditEvent>, Status> {
     let (mut events, mut page_token) = (Vec::new(), String::new());
     loop {
         let request = tokend::grpc::proto::ListAuditEventsRequest {
@@ -508,13 +508,31 @@ pub async fn all_events(
     }
 }
 
-/// Asserts the org's tokens and audit events agree: each token has its
-/// created event, a revoked one its revoked event, and no event lacks its
+/// The audit event types of a token kind: (created, revoked).
+pub fn audit_event_types(kind: i32) -> (&'static str, &'static str) {
+    use tokend::grpc::proto::TokenKind;
+    match TokenKind::try_from(kind).unwrap_or(TokenKind::Unspecified) {
+        TokenKind::Scrape => ("scrape_token_created", "scrape_token_revoked"),
+        TokenKind::PersonalAccess => (
+            "personal_access_token_created",
+            "personal_access_token_revoked",
+        ),
+        TokenKind::ServiceAccount => (
+            "service_account_token_created",
+            "service_account_token_revoked",
+        ),
+        TokenKind::WorkspaceApiKey => ("workspace_api_key_created", "workspace_api_key_deleted"),
+        TokenKind::Unspecified => panic!("a token without a kind"),
+    }
+}
+
+/// Asserts the org's tokens and audit events agree (any token kind): each
+/// token has its created event, a revoked one its revoked event, and no event lacks its
 /// change. Returns the number of tokens.
 pub async fn assert_tokens_and_events_agree(
     server: &TestServer,
     admin: &str,
-) -> Result<usize, tonic::Status> {
+) -> Result<usize, Status> {
     let all = all_tokens(server, admin).await?;
     let events = all_events(server, admin).await?;
     for token in &all {
@@ -523,10 +541,11 @@ pub async fn assert_tokens_and_events_agree(
             .filter(|e| e.token_id == token.token_id)
             .map(|e| e.event_type.as_str())
             .collect();
+        let (created, revoked) = audit_event_types(token.kind);
         let expected: &[&str] = if token.revoke_time.is_some() {
-            &["scrape_token_created", "scrape_token_revoked"]
+            &[created, revoked]
         } else {
-            &["scrape_token_created"]
+            &[created]
         };
         assert_eq!(
             of_token, expected,
