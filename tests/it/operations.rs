@@ -1,10 +1,8 @@
 //! What operators touch: health (liveness, readiness, Watch, shutdown),
 //! reflection, the metrics endpoint, and SIGTERM on the real binary.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -19,7 +17,9 @@ use tokend::grpc::proto::{
     TokenKind,
 };
 
-use crate::support::{Backend, TestResult, TestServer, authed, health_status};
+use crate::support::{
+    Backend, Binary, TestResult, TestServer, authed, health_status, spawn_binary,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_needs_no_jwt_and_follows_readiness_and_shutdown() -> TestResult {
@@ -300,74 +300,25 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
     Ok(())
 }
 
-/// Starts the real binary on port 0 and reads its addresses from the log.
-async fn spawn_binary(dir: &std::path::Path, extra: &[&str]) -> SpawnedBinary {
-    spawn_binary_with_log_level(dir, extra, "info,tokend=debug").await
-}
-
-/// A running binary, its gRPC address, and its log (complete once it exits).
-type SpawnedBinary = (
-    tokio::process::Child,
-    String,
-    tokio::task::JoinHandle<Vec<serde_json::Value>>,
-);
-
-/// [`spawn_binary`] with a `RUST_LOG` filter.
-async fn spawn_binary_with_log_level(
-    dir: &std::path::Path,
-    extra: &[&str],
-    filter: &str,
-) -> SpawnedBinary {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", filter)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tokend");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let grpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if value["message"] == "tokend listening" {
-                return value["grpc_addr"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("tokend exited before listening");
-    })
-    .await
-    .expect("tokend listens");
-    // Keep draining the log so the child never blocks on a full pipe, and
-    // keep the lines for the test to inspect.
-    let log = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
-                kept.push(value);
-            }
-        }
-        kept
-    });
-    (child, grpc_addr, log)
+/// The JSON objects of a binary's log.
+async fn json_log(
+    log: tokio::task::JoinHandle<Vec<String>>,
+) -> Result<Vec<serde_json::Value>, tokio::task::JoinError> {
+    Ok(log
+        .await?
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (mut child, grpc_addr, log) = spawn_binary(dir.path(), &["--shutdown-grace", "5s"]).await;
+    let Binary {
+        mut child,
+        grpc_addr,
+        log,
+    } = spawn_binary(dir.path(), &["--shutdown-grace", "5s"], "info,tokend=debug").await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
         .connect()
         .await?;
@@ -434,7 +385,7 @@ async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> Test
         total_ok += ok;
     }
     assert!(total_ok > 0, "calls were served before the signal");
-    let log = log.await?;
+    let log = json_log(log).await?;
     let count = |message: &str, code: Option<&str>| {
         log.iter()
             .filter(|v| {
@@ -502,7 +453,11 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
 async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
     use sha2::Digest;
     let dir = tempfile::tempdir()?;
-    let (mut child, grpc_addr, log) = spawn_binary_with_log_level(dir.path(), &[], "trace").await;
+    let Binary {
+        mut child,
+        grpc_addr,
+        log,
+    } = spawn_binary(dir.path(), &[], "trace").await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
         .connect()
         .await?;
@@ -591,7 +546,11 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
         .args(["-TERM", &child.id().unwrap().to_string()])
         .status()?;
     child.wait().await?;
-    let text: String = log.await?.iter().map(|v| format!("{v}\n")).collect();
+    let text: String = json_log(log)
+        .await?
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect();
     assert!(
         text.contains("rpc finished"),
         "the log was captured at trace level"

@@ -560,3 +560,68 @@ pub async fn assert_tokens_and_events_agree(
     );
     Ok(all.len())
 }
+
+/// The real `tokend` binary, started by [`spawn_binary`].
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub grpc_addr: SocketAddr,
+    /// Every stderr line; complete once the process has exited.
+    pub log: tokio::task::JoinHandle<Vec<String>>,
+}
+
+/// Starts the real binary on port 0 (gRPC and HTTP) in `dir` with JSON logs
+/// filtered by `filter`, and reads its gRPC address from the log line
+/// "tokend listening": no port probing, no sleeps.
+pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -> Binary {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(extra)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", filter)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tokend");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut kept = Vec::new();
+    let grpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            kept.push(line);
+            if value["message"] == "tokend listening" {
+                return value["grpc_addr"]
+                    .as_str()
+                    .expect("grpc_addr")
+                    .parse()
+                    .expect("an address");
+            }
+        }
+        panic!("tokend exited before listening: {kept:?}");
+    })
+    .await
+    .expect("tokend listens");
+    // Keep draining the log so the child never blocks on a full pipe.
+    let log = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.push(line);
+        }
+        kept
+    });
+    Binary {
+        child,
+        grpc_addr,
+        log,
+    }
+}

@@ -2,12 +2,11 @@
 //! the real binary, while another client is served all along.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
 use tonic::transport::Endpoint;
@@ -16,67 +15,12 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
 use tokend::grpc::proto::{AuthenticateTokenRequest, ListTokensRequest};
 
-use crate::support::{HS_SECRET, TestResult, authed, mint, wait_for_status};
+use crate::support::{Binary, HS_SECRET, TestResult, authed, mint, spawn_binary, wait_for_status};
 /// The real binary on port 0 with every stderr line kept, so a panic (which
 /// the runtime would otherwise survive silently) shows up as a line.
-struct Binary {
-    child: tokio::process::Child,
-    grpc_addr: SocketAddr,
-    stderr: tokio::task::JoinHandle<Vec<String>>,
-}
-
 async fn spawn_tokend(dir: &std::path::Path, extra: &[&str]) -> Binary {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--jwt-hs256-secret",
-            HS_SECRET,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tokend");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut kept = Vec::new();
-    let grpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            kept.push(line);
-            if value["message"] == "tokend listening" {
-                return value["grpc_addr"]
-                    .as_str()
-                    .expect("grpc_addr")
-                    .parse()
-                    .expect("an address");
-            }
-        }
-        panic!("tokend exited before listening: {kept:?}");
-    })
-    .await
-    .expect("tokend listens");
-    let stderr = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            kept.push(line);
-        }
-        kept
-    });
-    Binary {
-        child,
-        grpc_addr,
-        stderr,
-    }
+    let flags = [&["--jwt-hs256-secret", HS_SECRET][..], extra].concat();
+    spawn_binary(dir, &flags, "info").await
 }
 
 /// A gRPC message frame: compression flag, big-endian length, payload.
@@ -577,7 +521,7 @@ async fn broken_grpc_frames_are_refused_and_other_clients_are_served() -> TestRe
         .status()?;
     let exit = tokio::time::timeout(Duration::from_secs(10), binary.child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exit {exit:?}");
-    let stderr = binary.stderr.await?;
+    let stderr = binary.log.await?;
     assert!(
         !stderr.iter().any(|l| l.contains("panicked")),
         "tokend panicked: {stderr:#?}"
