@@ -18,7 +18,8 @@ use tokend::grpc::proto::{
 };
 
 use crate::support::{
-    Backend, Binary, TestResult, TestServer, authed, health_status, spawn_binary,
+    Backend, Binary, TestResult, TestServer, authed, health_status, mint_from_data_dir,
+    spawn_binary,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,36 +315,9 @@ async fn json_log(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let Binary {
-        mut child,
-        grpc_addr,
-        log,
-    } = spawn_binary(dir.path(), &["--shutdown-grace", "5s"], "info,tokend=debug").await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
-        .connect()
-        .await?;
-    crate::support::wait_for_status(
-        &channel,
-        "tokend.v1.TokenService",
-        ServingStatus::Serving,
-        Duration::from_secs(20),
-    )
-    .await;
-    let secret = std::fs::read_to_string(dir.path().join("jwt-hs256.secret"))?;
-    let now = chrono::Utc::now().timestamp();
-    let jwt = tokend::identity::mint_hs256(
-        secret.trim().as_bytes(),
-        &tokend::identity::MintRequest {
-            sub: "load".into(),
-            org_id: "acme".into(),
-            roles: vec!["admin".into()],
-            permissions: vec![],
-            iat: now,
-            exp: now + 600,
-            iss: None,
-            aud: None,
-        },
-    )?;
+    let binary = spawn_binary(dir.path(), &["--shutdown-grace", "5s"], "info,tokend=debug").await;
+    let channel = binary.ready_channel().await;
+    let jwt = mint_from_data_dir(dir.path(), "acme", "load", &["admin"], &[]);
     let mut workers = Vec::new();
     for _ in 0..16 {
         let channel = channel.clone();
@@ -372,6 +346,7 @@ async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> Test
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let Binary { mut child, log, .. } = binary;
     let pid = child.id().unwrap();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -453,36 +428,16 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
 async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
     use sha2::Digest;
     let dir = tempfile::tempdir()?;
-    let Binary {
-        mut child,
-        grpc_addr,
-        log,
-    } = spawn_binary(dir.path(), &[], "trace").await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?
-        .connect()
-        .await?;
-    crate::support::wait_for_status(
-        &channel,
-        "tokend.v1.TokenService",
-        ServingStatus::Serving,
-        Duration::from_secs(20),
-    )
-    .await;
+    let binary = spawn_binary(dir.path(), &[], "trace").await;
+    let channel = binary.ready_channel().await;
     let secret_key = std::fs::read_to_string(dir.path().join("jwt-hs256.secret"))?;
-    let now = chrono::Utc::now().timestamp();
-    let jwt = tokend::identity::mint_hs256(
-        secret_key.trim().as_bytes(),
-        &tokend::identity::MintRequest {
-            sub: "auditor".into(),
-            org_id: "acme".into(),
-            roles: vec!["admin".into()],
-            permissions: vec!["tokens_introspect".into()],
-            iat: now,
-            exp: now + 600,
-            iss: None,
-            aud: None,
-        },
-    )?;
+    let jwt = mint_from_data_dir(
+        dir.path(),
+        "acme",
+        "auditor",
+        &["admin"],
+        &["tokens_introspect"],
+    );
     let mut client = tokend::grpc::proto::token_service_client::TokenServiceClient::new(channel);
     let mut secrets = Vec::new();
     for kind in [TokenKind::Scrape, TokenKind::PersonalAccess] {
@@ -543,8 +498,9 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
         .await;
 
     std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
+        .args(["-TERM", &binary.child.id().unwrap().to_string()])
         .status()?;
+    let Binary { mut child, log, .. } = binary;
     child.wait().await?;
     let text: String = json_log(log)
         .await?

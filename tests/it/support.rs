@@ -625,3 +625,48 @@ pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -
         log,
     }
 }
+
+impl Binary {
+    /// A channel to the binary, once it reports readiness.
+    pub async fn ready_channel(&self) -> Channel {
+        let channel = Endpoint::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        wait_for_status(
+            &channel,
+            "tokend.v1.TokenService",
+            ServingStatus::Serving,
+            Duration::from_secs(20),
+        )
+        .await;
+        channel
+    }
+}
+
+/// A JWT signed with the zero-config secret a binary made in `dir`.
+pub fn mint_from_data_dir(
+    dir: &std::path::Path,
+    org: &str,
+    sub: &str,
+    roles: &[&str],
+    permissions: &[&str],
+) -> String {
+    let secret = std::fs::read_to_string(dir.join("jwt-hs256.secret")).expect("secret file");
+    let now = Utc::now().timestamp();
+    mint_hs256(
+        secret.trim().as_bytes(),
+        &MintRequest {
+            sub: sub.into(),
+            org_id: org.into(),
+            roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+            permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
+            iat: now,
+            exp: now + 600,
+            iss: None,
+            aud: None,
+        },
+    )
+    .expect("mint")
+}
