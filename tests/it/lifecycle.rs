@@ -489,45 +489,35 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
         Code::InvalidArgument,
         "INVALID_FIELD",
     );
-    expect_error(
-        client
-            .list_tokens(authed(
-                ListTokensRequest {
-                    page_size: 1001,
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await,
-        Code::InvalidArgument,
-        "INVALID_FIELD",
-    );
-    expect_error(
-        client
-            .list_tokens(authed(
-                ListTokensRequest {
-                    page_size: -1,
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await,
-        Code::InvalidArgument,
-        "INVALID_FIELD",
-    );
-    expect_error(
-        client
-            .list_tokens(authed(
-                ListTokensRequest {
-                    page_token: "bogus".into(),
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await,
-        Code::InvalidArgument,
-        "INVALID_FIELD",
-    );
+    for bad_list in [
+        ListTokensRequest {
+            page_size: 1001,
+            ..Default::default()
+        },
+        ListTokensRequest {
+            page_size: -1,
+            ..Default::default()
+        },
+        ListTokensRequest {
+            page_token: "bogus".into(),
+            ..Default::default()
+        },
+        ListTokensRequest {
+            kind: 42,
+            ..Default::default()
+        },
+        ListTokensRequest {
+            kind: TokenKind::Scrape as i32,
+            workspace_id: "g-0123456789".into(),
+            ..Default::default()
+        },
+    ] {
+        expect_error(
+            client.list_tokens(authed(bad_list.clone(), &admin)).await,
+            Code::InvalidArgument,
+            "INVALID_FIELD",
+        );
+    }
     expect_error(
         client
             .list_audit_events(authed(
