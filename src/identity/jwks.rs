@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
@@ -46,6 +47,7 @@ pub struct KeyRing {
     path: PathBuf,
     keys: ArcSwap<HashMap<String, VerificationKey>>,
     last_seen: std::sync::Mutex<Option<Vec<u8>>>,
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -142,6 +144,7 @@ impl KeyRing {
             path: path.to_owned(),
             keys: ArcSwap::from_pointee(keys),
             last_seen: std::sync::Mutex::new(Some(bytes)),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -169,6 +172,13 @@ impl KeyRing {
         drop(last_seen);
         let (keys, _) = parse_jwks(&self.path, &bytes)?;
         self.keys.store(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(true)
+    }
+
+    /// Changes whenever the keys change, so that verdicts reached with old
+    /// keys (a removed key's tokens) are not reused.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

@@ -6,8 +6,8 @@
 //! here against the injected `now` with a 60 s leeway; `iss`/`aud`, when
 //! configured, are required and checked.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -40,12 +40,27 @@ struct Claims {
     scope: Option<String>,
 }
 
+/// Most verified JWTs remembered. Callers reuse a JWT for many calls, so a
+/// small cache spares the signature check and claim parsing on almost every
+/// call; when full it is simply emptied.
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
+
+/// A JWT whose signature and static claims were verified.
+#[derive(Clone, Debug)]
+struct Verified {
+    caller: Caller,
+    exp: i64,
+    nbf: Option<i64>,
+    key_generation: u64,
+}
+
 /// Verifies bearer JWTs.
 pub struct JwtVerifier {
     hs_secret: Option<DecodingKey>,
     key_ring: Option<Arc<KeyRing>>,
     issuer: Option<String>,
     audience: Option<String>,
+    verified: Mutex<HashMap<String, Verified>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -72,7 +87,23 @@ impl JwtVerifier {
             key_ring,
             issuer,
             audience,
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn key_generation(&self) -> u64 {
+        self.key_ring.as_ref().map_or(0, |ring| ring.generation())
+    }
+
+    /// Checks the time-dependent claims against `now`, with the leeway.
+    fn check_times(exp: i64, nbf: Option<i64>, now: i64) -> Result<(), CallerRejection> {
+        if exp.saturating_add(LEEWAY_SECONDS) < now {
+            return Err(CallerRejection::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECONDS) > now) {
+            return Err(CallerRejection::Invalid);
+        }
+        Ok(())
     }
 
     fn validation(&self, algorithms: Vec<Algorithm>) -> Validation {
@@ -101,7 +132,9 @@ impl JwtVerifier {
         validation
     }
 
-    /// Verifies `jwt` at `now` (Unix seconds) and makes the caller.
+    /// Verifies `jwt` at `now` (Unix seconds) and makes the caller. A JWT
+    /// verified before with the same keys skips the signature check; `exp`
+    /// and `nbf` are checked on every call.
     pub fn verify(&self, jwt: &str, now: i64) -> Result<Caller, CallerRejection> {
         if jwt.is_empty() {
             return Err(CallerRejection::Missing);
@@ -109,6 +142,40 @@ impl JwtVerifier {
         if jwt.len() > MAX_JWT_LEN {
             return Err(CallerRejection::Invalid);
         }
+        let generation = self.key_generation();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(jwt)
+            .filter(|v| v.key_generation == generation)
+            .cloned();
+        let verified = match cached {
+            Some(verified) => verified,
+            None => {
+                let verified = self.verify_signature_and_claims(jwt, generation)?;
+                let mut cache = self
+                    .verified
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= VERIFIED_CACHE_CAPACITY {
+                    cache.clear();
+                }
+                cache.insert(jwt.to_owned(), verified.clone());
+                verified
+            }
+        };
+        Self::check_times(verified.exp, verified.nbf, now)?;
+        Ok(verified.caller)
+    }
+
+    /// The expensive part of [`Self::verify`]: header, key, signature and
+    /// every claim but the times.
+    fn verify_signature_and_claims(
+        &self,
+        jwt: &str,
+        key_generation: u64,
+    ) -> Result<Verified, CallerRejection> {
         let header = jsonwebtoken::decode_header(jwt).map_err(|_| CallerRejection::Invalid)?;
         let from_ring = header
             .kid
@@ -125,14 +192,12 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Claims>(jwt, &key, &self.validation(algorithms))
             .map_err(|_| CallerRejection::Invalid)?;
         let claims = data.claims;
-        if !claims.exp.is_finite() || (claims.exp as i64).saturating_add(LEEWAY_SECONDS) < now {
-            return Err(CallerRejection::Expired);
-        }
-        if let Some(nbf) = claims.nbf
-            && (!nbf.is_finite() || (nbf as i64).saturating_sub(LEEWAY_SECONDS) > now)
-        {
-            return Err(CallerRejection::Invalid);
-        }
+        let as_seconds = |value: f64| value.is_finite().then_some(value as i64);
+        let exp = as_seconds(claims.exp).ok_or(CallerRejection::Invalid)?;
+        let nbf = match claims.nbf {
+            Some(nbf) => Some(as_seconds(nbf).ok_or(CallerRejection::Invalid)?),
+            None => None,
+        };
         let well_formed = |value: &str| {
             !value.is_empty() && value.len() <= MAX_ID_LEN && !value.chars().any(char::is_control)
         };
@@ -143,11 +208,16 @@ impl JwtVerifier {
         if let Some(scope) = claims.scope {
             permissions.extend(scope.split_whitespace().map(str::to_owned));
         }
-        Ok(Caller {
-            org_id: claims.org_id,
-            subject: claims.sub,
-            roles: claims.roles.into_iter().collect(),
-            permissions,
+        Ok(Verified {
+            caller: Caller {
+                org_id: claims.org_id,
+                subject: claims.sub,
+                roles: claims.roles.into_iter().collect(),
+                permissions,
+            },
+            exp,
+            nbf,
+            key_generation,
         })
     }
 }

@@ -85,6 +85,11 @@ fn audit_row(
     }
 }
 
+// Point lookups by a unique key use `.all()` rather than `.one()`: `.one()`
+// adds `LIMIT ?` with a bound 1, and SQLite re-prepares a cached statement
+// whose LIMIT is rebound, which cost ~30 % of AuthenticateToken's
+// instructions (docs/benchmarks.md). A unique key returns at most one row.
+
 /// The condition naming `target` within `org_id` (revoked or not).
 fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
     let base = Condition::all()
@@ -186,9 +191,11 @@ impl TokenRepository for SeaStore {
         token::Entity::find()
             .filter(visibility_condition(org_id, visibility))
             .filter(token::Column::Id.eq(id))
-            .one(self.connection())
+            .all(self.connection())
             .await
             .map_err(classify)?
+            .into_iter()
+            .next()
             .map(to_token)
             .transpose()
     }
@@ -288,9 +295,11 @@ impl TokenRepository for SeaStore {
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
         token::Entity::find()
             .filter(token::Column::SecretHash.eq(hash.as_bytes().to_vec()))
-            .one(self.connection())
+            .all(self.connection())
             .await
             .map_err(classify)?
+            .into_iter()
+            .next()
             .map(to_token)
             .transpose()
     }

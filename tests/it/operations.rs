@@ -367,7 +367,7 @@ async fn sigterm_under_load_answers_every_accepted_call_and_exits_zero() -> Test
                 v["message"] == message
                     && v["span"]["method"] == "/tokend.v1.TokenService/ListTokens"
             })
-            .filter(|v| code.is_none_or(|c| v["span"]["code"] == c))
+            .filter(|v| code.is_none_or(|c| v["code"] == c))
             .count()
     };
     let started = count("rpc started", None);
