@@ -1,0 +1,577 @@
+//! Every request message decoded from arbitrary bytes with prost, converted
+//! with `grpc::convert` (or as `grpc::service` builds `RevokeInput`), and
+//! validated twice: through the pure functions of `domain::validation` (and
+//! `domain::pagination::decode`) composed as each RPC composes them, and
+//! through the real `TokenLifecycle` over a stub repository, then turned
+//! into a gRPC status with `grpc::status::to_status`.
+//!
+//! Properties:
+//! - never panics (decode, conversion, validation, status building);
+//! - at most `MAX_REPORTED_VIOLATIONS + 1` (21) violations, each echoed value
+//!   at most `MAX_ECHOED_VALUE_CHARS` (64) bytes, and a cut value is a prefix
+//!   of the input followed by `…`;
+//! - a request refused as INVALID_ARGUMENT never reached the repository, a
+//!   malformed secret is refused without a repository read;
+//! - the status details of an invalid request stay below the 16 KiB a
+//!   grpc-core client accepts in trailers;
+//! - conversions round-trip (kind, timestamps) and page tokens decode only to
+//!   cursors ≥ 1, bound to the scope they were made for.
+//!
+//! The first input byte picks the message; the rest is the protobuf body.
+#![no_main]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use arbitrary::{Arbitrary, Unstructured};
+use chrono::{DateTime, Utc};
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use tokend::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use tokend::domain::error::{FieldViolation, MAX_ECHOED_VALUE_CHARS, ServiceError};
+use tokend::domain::kind::TokenKind;
+use tokend::domain::pagination::{self, Cursor};
+use tokend::domain::repository::{StoreError, TokenRepository};
+use tokend::domain::secret::TokenHash;
+use tokend::domain::service::{
+    CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput, TokenLifecycle,
+};
+use tokend::domain::token::{
+    NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, Visibility,
+};
+use tokend::domain::validation::{self, KindInput, MAX_REPORTED_VIOLATIONS, Violations};
+use tokend::domain::{Caller, TokenSecret};
+use tokend::grpc::{convert, proto, status};
+
+/// grpc-core's default limit on received metadata (the trailer).
+const TRAILER_LIMIT: usize = 16 * 1024;
+/// The longest request id the server accepts: the worst case in details.
+const REQUEST_ID: &str = "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr";
+
+// ------------------------------------------------------------- stub store
+
+/// A repository that counts calls and answers "unavailable" (or "not
+/// found" for secret lookups): validation must decide before reaching it.
+#[derive(Default)]
+struct Stub {
+    calls: AtomicUsize,
+}
+
+impl Stub {
+    fn hit<T>(&self, answer: Result<T, StoreError>) -> std::future::Ready<Result<T, StoreError>> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        std::future::ready(answer)
+    }
+}
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable("stub repository".into()))
+}
+
+impl TokenRepository for Stub {
+    fn create_token(
+        &self,
+        _token: NewToken,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<Token, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn find_token(
+        &self,
+        _org_id: &str,
+        _id: i64,
+        _visibility: &Visibility,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn list_tokens(
+        &self,
+        _org_id: &str,
+        _visibility: &Visibility,
+        _filter: &TokenFilter,
+        _after_id: Option<i64>,
+        _limit: u64,
+    ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn revoke_token(
+        &self,
+        _org_id: &str,
+        _target: &RevokeTarget,
+        _revocation: &Revocation,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn find_by_hash(
+        &self,
+        _hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send {
+        self.hit(Ok(None))
+    }
+
+    fn touch_last_used(
+        &self,
+        _id: i64,
+        _now: DateTime<Utc>,
+        _stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn list_audit_events(
+        &self,
+        _org_id: &str,
+        _event_type: Option<AuditEventType>,
+        _after_id: Option<i64>,
+        _limit: u64,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn count_tokens(
+        &self,
+        _org_id: &str,
+        _now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<TokenCounts, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.hit(Ok(()))
+    }
+}
+
+/// The stub's futures are ready at once, and the core awaits nothing else.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..64 {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+    panic!("the core awaited something other than the stub repository");
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01")
+}
+
+fn admin() -> Caller {
+    Caller {
+        org_id: "org-fuzz".to_owned(),
+        subject: "alice".to_owned(),
+        roles: ["admin".to_owned()].into(),
+        permissions: ["tokens_introspect".to_owned()].into(),
+    }
+}
+
+fn audit() -> AuditContext {
+    AuditContext {
+        actor: "alice".to_owned(),
+        request_id: REQUEST_ID.to_owned(),
+        now: now(),
+    }
+}
+
+/// With `TOKEND_FUZZ_TRACE` set, prints one line per input naming the
+/// outcome it reached, to check on a corpus that every path is exercised
+/// (docs/fuzzing.md); otherwise does nothing.
+fn trace(what: std::fmt::Arguments<'_>) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("TOKEND_FUZZ_TRACE").is_some()) {
+        eprintln!("trace: {what}");
+    }
+}
+
+// ------------------------------------------------------------- invariants
+
+fn check_violations(violations: &[FieldViolation]) {
+    assert!(
+        !violations.is_empty(),
+        "INVALID_ARGUMENT without violations"
+    );
+    assert!(
+        violations.len() <= MAX_REPORTED_VIOLATIONS + 1,
+        "{} violations listed",
+        violations.len()
+    );
+    for v in violations {
+        assert!(
+            v.value.len() <= MAX_ECHOED_VALUE_CHARS,
+            "echoed value of {} bytes at {}",
+            v.value.len(),
+            v.location
+        );
+        assert!(!v.location.is_empty() && !v.message.is_empty());
+    }
+}
+
+fn check_mirror(violations: Violations) {
+    if let Err(list) = violations.into_result() {
+        check_violations(&list);
+    }
+}
+
+/// Checks a lifecycle result and the status it becomes.
+fn check_outcome<T>(stub: &Stub, result: Result<T, ServiceError>) {
+    let Err(error) = result else {
+        trace(format_args!("outcome ok"));
+        return;
+    };
+    match &error {
+        ServiceError::InvalidArgument(violations) => {
+            check_violations(violations);
+            assert_eq!(
+                stub.calls.load(Ordering::Relaxed),
+                0,
+                "an invalid request reached the repository"
+            );
+        }
+        ServiceError::TokenRejected(tokend::domain::TokenRejection::Malformed(_)) => {
+            assert_eq!(
+                stub.calls.load(Ordering::Relaxed),
+                0,
+                "a malformed secret was looked up"
+            );
+        }
+        _ => {}
+    }
+    let status = status::to_status(&error, REQUEST_ID);
+    trace(format_args!(
+        "outcome {:?} violations {} details {} repository_calls {}",
+        status.code(),
+        match &error {
+            ServiceError::InvalidArgument(v) => v.len(),
+            _ => 0,
+        },
+        status.details().len(),
+        stub.calls.load(Ordering::Relaxed)
+    ));
+    assert!(
+        status.details().len() < TRAILER_LIMIT,
+        "status details of {} bytes for {} violation(s)",
+        status.details().len(),
+        match &error {
+            ServiceError::InvalidArgument(v) => v.len(),
+            _ => 0,
+        }
+    );
+}
+
+// ------------------------------------------------------------- the RPCs
+
+/// CreateToken's validation, composed from the pure checks as the core does.
+fn mirror_create(input: &CreateTokenInput) {
+    let mut v = Violations::default();
+    let kind = validation::check_required_kind(&mut v, input.kind);
+    match kind {
+        Some(TokenKind::ServiceAccount) => {
+            validation::check_slug(&mut v, "name", &input.name);
+            validation::check_slug(&mut v, "service_account_slug", &input.service_account_slug);
+        }
+        Some(TokenKind::WorkspaceApiKey) => {
+            validation::check_name(&mut v, "name", &input.name);
+            validation::check_workspace_id(&mut v, "workspace_id", &input.workspace_id);
+        }
+        _ => validation::check_name(&mut v, "name", &input.name),
+    }
+    if kind != Some(TokenKind::ServiceAccount) && !input.service_account_slug.is_empty() {
+        v.push(
+            "service_account_slug",
+            "only for service accounts",
+            &input.service_account_slug,
+        );
+    }
+    if kind != Some(TokenKind::WorkspaceApiKey) && !input.workspace_id.is_empty() {
+        v.push(
+            "workspace_id",
+            "only for workspace API keys",
+            &input.workspace_id,
+        );
+    }
+    validation::check_scopes(&mut v, &input.scopes);
+    let expires = validation::check_expire_time(&mut v, input.expire_time, now());
+    if let Some(at) = expires {
+        assert!(at > now());
+    }
+    check_mirror(v);
+}
+
+fn mirror_list(input: &ListTokensInput) {
+    let mut v = Violations::default();
+    if let KindInput::Unknown(n) = input.kind {
+        v.push(
+            "kind",
+            "must be a token kind or unspecified",
+            &n.to_string(),
+        );
+    }
+    if !input.service_account_slug.is_empty() {
+        validation::check_slug(&mut v, "service_account_slug", &input.service_account_slug);
+    }
+    if !input.workspace_id.is_empty() {
+        validation::check_workspace_id(&mut v, "workspace_id", &input.workspace_id);
+    }
+    let size = validation::check_page_size(&mut v, input.page_size);
+    assert!((1..=1000).contains(&size));
+    check_page_token(&mut v, &input.page_token, "tokens|org-fuzz|any");
+    check_mirror(v);
+}
+
+fn mirror_revoke(input: &RevokeInput) {
+    let mut v = Violations::default();
+    let reason = match input {
+        RevokeInput::Scrape { id, reason } => {
+            validation::check_id(&mut v, *id);
+            reason
+        }
+        RevokeInput::PersonalAccess { token_id, reason } => {
+            if let Some(uuid) = validation::check_token_id(&mut v, token_id) {
+                assert_eq!(uuid.to_string(), token_id.to_ascii_lowercase());
+            }
+            reason
+        }
+        RevokeInput::ServiceAccount {
+            service_account_slug,
+            token_slug,
+            reason,
+        } => {
+            validation::check_slug(&mut v, "service_account_slug", service_account_slug);
+            validation::check_slug(&mut v, "token_slug", token_slug);
+            reason
+        }
+        RevokeInput::WorkspaceApiKey {
+            workspace_id,
+            key_name,
+            reason,
+        } => {
+            validation::check_workspace_id(&mut v, "workspace_id", workspace_id);
+            validation::check_name(&mut v, "key_name", key_name);
+            reason
+        }
+    };
+    let stored = validation::check_reason(&mut v, reason);
+    assert_eq!(stored.is_none(), reason.is_empty());
+    check_mirror(v);
+}
+
+fn check_page_token(v: &mut Violations, token: &str, scope: &str) {
+    match pagination::decode(token, scope) {
+        Ok(None) => assert!(token.is_empty()),
+        Ok(Some(cursor)) => {
+            assert!(cursor.after_id >= 1 && token.len() <= 128);
+            let again = pagination::encode(cursor, scope);
+            assert_eq!(pagination::decode(&again, scope), Ok(Some(cursor)));
+        }
+        Err(_) => v.push("page_token", "must be a next_page_token", token),
+    }
+}
+
+fn revoke(core: &TokenLifecycle<Stub>, input: RevokeInput) {
+    mirror_revoke(&input);
+    let result = block_on(core.revoke_token(&admin(), &audit(), input));
+    check_outcome(core.repository(), result);
+}
+
+fn check_kind(value: i32) {
+    if let KindInput::Known(kind) = convert::kind_input(value) {
+        assert_eq!(convert::kind_to_proto(kind) as i32, value);
+    }
+}
+
+fn check_timestamp(ts: &prost_types::Timestamp) {
+    if let validation::TimestampInput::Valid(at) = convert::timestamp_input(ts) {
+        assert_eq!(convert::timestamp(at), *ts, "timestamp round trip");
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct PageCase {
+    token: String,
+    scope: String,
+    other_scope: String,
+    after_id: i64,
+}
+
+fn run(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let core = TokenLifecycle::new(Stub::default());
+    let stub = core.repository();
+
+    match which % 10 {
+        0 => {
+            let Ok(request) = proto::CreateTokenRequest::decode(body) else {
+                return;
+            };
+            check_kind(request.kind);
+            if let Some(ts) = &request.expire_time {
+                check_timestamp(ts);
+            }
+            let input = convert::create_token_input(request);
+            mirror_create(&input);
+            let result = block_on(core.create_token(&admin(), &audit(), input));
+            check_outcome(stub, result);
+        }
+        1 => {
+            let Ok(request) = proto::ListTokensRequest::decode(body) else {
+                return;
+            };
+            check_kind(request.kind);
+            let input = convert::list_tokens_input(request);
+            mirror_list(&input);
+            check_outcome(stub, block_on(core.list_tokens(&admin(), input)));
+        }
+        2 => {
+            let Ok(r) = proto::RevokeScrapeTokenRequest::decode(body) else {
+                return;
+            };
+            revoke(
+                &core,
+                RevokeInput::Scrape {
+                    id: r.id,
+                    reason: r.reason,
+                },
+            );
+        }
+        3 => {
+            let Ok(r) = proto::RevokePersonalAccessTokenRequest::decode(body) else {
+                return;
+            };
+            revoke(
+                &core,
+                RevokeInput::PersonalAccess {
+                    token_id: r.token_id,
+                    reason: r.reason,
+                },
+            );
+        }
+        4 => {
+            let Ok(r) = proto::RevokeServiceAccountTokenRequest::decode(body) else {
+                return;
+            };
+            revoke(
+                &core,
+                RevokeInput::ServiceAccount {
+                    service_account_slug: r.service_account_slug,
+                    token_slug: r.token_slug,
+                    reason: r.reason,
+                },
+            );
+        }
+        5 => {
+            let Ok(r) = proto::DeleteWorkspaceApiKeyRequest::decode(body) else {
+                return;
+            };
+            revoke(
+                &core,
+                RevokeInput::WorkspaceApiKey {
+                    workspace_id: r.workspace_id,
+                    key_name: r.key_name,
+                    reason: r.reason,
+                },
+            );
+        }
+        6 => {
+            let Ok(request) = proto::ListAuditEventsRequest::decode(body) else {
+                return;
+            };
+            let input: ListAuditEventsInput = convert::list_audit_events_input(request);
+            let mut v = Violations::default();
+            if !input.event_type.is_empty() && AuditEventType::parse(&input.event_type).is_none() {
+                v.push(
+                    "event_type",
+                    "must be an audit event type",
+                    &input.event_type,
+                );
+            }
+            validation::check_page_size(&mut v, input.page_size);
+            check_page_token(&mut v, &input.page_token, "audit|org-fuzz|");
+            check_mirror(v);
+            check_outcome(stub, block_on(core.list_audit_events(&admin(), input)));
+        }
+        7 => {
+            let Ok(r) = proto::GetTokenRequest::decode(body) else {
+                return;
+            };
+            let mut v = Violations::default();
+            validation::check_id(&mut v, r.id);
+            check_mirror(v);
+            check_outcome(stub, block_on(core.get_token(&admin(), r.id)));
+        }
+        8 => {
+            let Ok(r) = proto::AuthenticateTokenRequest::decode(body) else {
+                return;
+            };
+            let parsed = TokenSecret::parse(&r.secret);
+            let result = block_on(core.authenticate_token(&admin(), now(), &r.secret));
+            match (&parsed, &result) {
+                (
+                    Ok(_),
+                    Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Unknown)),
+                ) => {}
+                (
+                    Err(why),
+                    Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Malformed(
+                        got,
+                    ))),
+                ) => {
+                    assert_eq!(why, got)
+                }
+                (p, r) => panic!("parse {p:?} but authenticate {r:?}"),
+            }
+            check_outcome(stub, result);
+        }
+        _ => {
+            // Page tokens and echoed values directly.
+            let Ok(case) = PageCase::arbitrary_take_rest(Unstructured::new(body)) else {
+                return;
+            };
+            let mut v = Violations::default();
+            check_page_token(&mut v, &case.token, &case.scope);
+            let made = pagination::encode(
+                Cursor {
+                    after_id: case.after_id,
+                },
+                &case.scope,
+            );
+            let decoded = pagination::decode(&made, &case.scope);
+            if case.after_id >= 1 {
+                assert_eq!(
+                    decoded,
+                    Ok(Some(Cursor {
+                        after_id: case.after_id
+                    }))
+                );
+                if case.other_scope != case.scope {
+                    assert!(pagination::decode(&made, &case.other_scope).is_err());
+                }
+            } else {
+                assert!(decoded.is_err());
+            }
+            let echoed = FieldViolation::new("f", "m", &case.token);
+            assert!(echoed.value.len() <= MAX_ECHOED_VALUE_CHARS);
+            if case.token.len() <= MAX_ECHOED_VALUE_CHARS {
+                assert_eq!(echoed.value, case.token);
+            } else {
+                let cut = echoed
+                    .value
+                    .strip_suffix('…')
+                    .expect("a cut value ends with …");
+                assert!(case.token.starts_with(cut));
+            }
+            check_mirror(v);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| run(data));
