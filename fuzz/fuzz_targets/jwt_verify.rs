@@ -166,7 +166,7 @@ fn check(jwt: &str, now: i64) -> Result<Caller, CallerRejection> {
             "a verifier with another key accepted {jwt:?}"
         );
     }
-    verdict
+    verdict.map(|caller| Caller::clone(&caller))
 }
 
 /// With `TOKEND_FUZZ_TRACE` set, prints one line per input naming the

@@ -13,7 +13,7 @@ use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, ServiceError};
 use crate::grpc::request_context::RequestId;
 use crate::grpc::status::{DEFAULT_RETRY_AFTER, to_status};
-use crate::identity::JwtVerifier;
+use crate::identity::{JwtVerifier, bearer_token};
 
 /// Verifies the caller of every `TokenService` call and applies its rate
 /// limit.
@@ -54,9 +54,7 @@ pub fn request_id_of<T>(request: &Request<T>) -> String {
 }
 
 fn bearer(request: &Request<()>) -> Option<&str> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    bearer_token(request.metadata().get("authorization")?.to_str().ok()?)
 }
 
 impl Interceptor for AuthInterceptor {

@@ -42,14 +42,14 @@ impl TokenApi {
 
 /// What every handler needs from the request besides its message.
 struct CallContext {
-    caller: Caller,
+    caller: Arc<Caller>,
     request_id: String,
 }
 
 impl CallContext {
     fn of<T>(request: &Request<T>) -> Result<CallContext, Status> {
         let request_id = request_id_of(request);
-        match request.extensions().get::<Caller>() {
+        match request.extensions().get::<Arc<Caller>>() {
             Some(caller) => Ok(CallContext {
                 caller: caller.clone(),
                 request_id,

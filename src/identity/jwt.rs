@@ -48,7 +48,7 @@ const VERIFIED_CACHE_CAPACITY: usize = 4096;
 /// A JWT whose signature and static claims were verified.
 #[derive(Clone, Debug)]
 struct Verified {
-    caller: Caller,
+    caller: Arc<Caller>,
     exp: i64,
     nbf: Option<i64>,
     key_generation: u64,
@@ -134,8 +134,9 @@ impl JwtVerifier {
 
     /// Verifies `jwt` at `now` (Unix seconds) and makes the caller. A JWT
     /// verified before with the same keys skips the signature check; `exp`
-    /// and `nbf` are checked on every call.
-    pub fn verify(&self, jwt: &str, now: i64) -> Result<Caller, CallerRejection> {
+    /// and `nbf` are checked on every call. The caller is shared (`Arc`) so
+    /// that a cache hit allocates nothing.
+    pub fn verify(&self, jwt: &str, now: i64) -> Result<Arc<Caller>, CallerRejection> {
         if jwt.is_empty() {
             return Err(CallerRejection::Missing);
         }
@@ -209,12 +210,12 @@ impl JwtVerifier {
             permissions.extend(scope.split_whitespace().map(str::to_owned));
         }
         Ok(Verified {
-            caller: Caller {
+            caller: Arc::new(Caller {
                 org_id: claims.org_id,
                 subject: claims.sub,
                 roles: claims.roles.into_iter().collect(),
                 permissions,
-            },
+            }),
             exp,
             nbf,
             key_generation,

@@ -8,3 +8,11 @@ pub mod secret_file;
 
 pub use jwks::{JwksError, KeyRing};
 pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
+
+/// The token of an `authorization: Bearer <token>` value (scheme matched
+/// case-insensitively), for the gRPC interceptor and the metrics endpoint
+/// alike.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::domain::error::TokenRejection;
+use crate::identity::bearer_token;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Clock, ServiceError, Token, TokenKind, TokenLifecycle};
@@ -134,9 +135,7 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+        .and_then(bearer_token);
     let Some(presented) = presented else {
         return problem(Refusal::Missing, &request_id);
     };

@@ -138,6 +138,30 @@ impl Metrics {
     }
 }
 
+/// The `code` label: the code's name, without allocating per call.
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
 /// Feeds the request-context layer's observations into [`Metrics`].
 #[derive(Clone, Debug)]
 pub struct RpcObserver(pub std::sync::Arc<Metrics>);
@@ -156,7 +180,7 @@ impl CallObserver for RpcObserver {
         };
         self.0
             .rpcs
-            .with_label_values(&[method, &format!("{code:?}")])
+            .with_label_values(&[method, code_label(code)])
             .inc();
         self.0
             .rpc_latency
