@@ -12,6 +12,7 @@ use tokend::grpc::proto::{
     ListTokensRequest, RevokeScrapeTokenRequest, TokenKind,
 };
 
+use crate::support::scrape_request;
 use crate::support::{
     Backend, TestDb, TestResult, TestServer, authed, details, expect_error, mint,
 };
@@ -27,14 +28,6 @@ fn ok<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic:
     result.map(|_| ())
 }
 
-fn scrape(name: &str) -> CreateTokenRequest {
-    CreateTokenRequest {
-        kind: TokenKind::Scrape as i32,
-        name: name.into(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
     let server = TestServer::start_with(
@@ -45,8 +38,10 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
     let admin = server.admin("acme");
     let introspector = server.introspector();
     let mut client = server.client();
-    client.create_token(authed(scrape("a"), &admin)).await?;
-    let mut expiring = scrape("b");
+    client
+        .create_token(authed(scrape_request("a"), &admin))
+        .await?;
+    let mut expiring = scrape_request("b");
     let now = tokend::domain::Clock::now(server.clock.as_ref()).timestamp();
     expiring.expire_time = Some(prost_types::Timestamp {
         seconds: now + 10,
@@ -58,7 +53,7 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
         .into_inner()
         .secret;
     let revoked = client
-        .create_token(authed(scrape("c"), &admin))
+        .create_token(authed(scrape_request("c"), &admin))
         .await?
         .into_inner();
     client
@@ -87,7 +82,10 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
             code: Code::InvalidArgument,
             http: 400,
             result: ok(client
-                .create_token(with_request_id(authed(scrape(""), &admin), "req-invalid"))
+                .create_token(with_request_id(
+                    authed(scrape_request(""), &admin),
+                    "req-invalid",
+                ))
                 .await),
         },
         Row {
@@ -337,7 +335,7 @@ async fn an_internal_error_says_nothing_about_internals() -> TestResult {
     let admin = server.admin("acme");
     let mut client = server.client();
     let token = client
-        .create_token(authed(scrape("x"), &admin))
+        .create_token(authed(scrape_request("x"), &admin))
         .await?
         .into_inner()
         .token

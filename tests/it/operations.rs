@@ -19,7 +19,7 @@ use tokend::grpc::proto::{
 
 use crate::support::{
     Backend, Binary, TestResult, TestServer, authed, health_status, mint_from_data_dir,
-    spawn_binary,
+    serve_command, spawn_binary,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,22 +411,7 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() -> TestResult {
         ),
         (vec!["--shutdown-grace", "soon"], "--shutdown-grace"),
     ] {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .args(&args)
-            .env_remove("DATABASE_URL")
-            .output()
-            .await?;
+        let output = serve_command(dir.path()).args(&args).output().await?;
         assert!(!output.status.success(), "{args:?} must fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let error_line = stderr

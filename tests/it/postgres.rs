@@ -18,6 +18,7 @@ use tokend::grpc::proto::{
     RevokeScrapeTokenRequest, RevokeServiceAccountTokenRequest, TokenKind,
 };
 
+use crate::support::scrape_request;
 use crate::support::{
     Backend, PG_URL_VAR, TestDb, TestResult, TestServer, all_tokens,
     assert_tokens_and_events_agree, authed, details, expect_error, pg_url_with_database,
@@ -39,14 +40,7 @@ async fn two_replicas_on_one_database_behave_as_one_service(backend: Backend) ->
     let (mut on_a, mut on_b) = (a.client(), b.client());
     for round in 0..100 {
         let created = on_a
-            .create_token(authed(
-                CreateTokenRequest {
-                    kind: TokenKind::Scrape as i32,
-                    name: format!("r{round}"),
-                    ..Default::default()
-                },
-                &admin,
-            ))
+            .create_token(authed(scrape_request(&format!("r{round}")), &admin))
             .await?
             .into_inner();
         let auth = AuthenticateTokenRequest {
@@ -334,11 +328,7 @@ async fn an_outage_fails_fast_flips_readiness_and_loses_nothing() -> TestResult 
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
-                let request = CreateTokenRequest {
-                    kind: TokenKind::Scrape as i32,
-                    name: format!("w{w}-{i}"),
-                    ..Default::default()
-                };
+                let request = scrape_request(&format!("w{w}-{i}"));
                 match client.create_token(authed(request, &admin)).await {
                     Ok(response) => {
                         let token = response.into_inner().token.unwrap();
@@ -491,11 +481,7 @@ async fn calls_cancelled_mid_write_leave_no_partial_state(backend: Backend) -> T
     let admin = server.admin("acme");
     let mut ids = Vec::new();
     for i in 0..40 {
-        let request = CreateTokenRequest {
-            kind: TokenKind::Scrape as i32,
-            name: format!("pre{i}"),
-            ..Default::default()
-        };
+        let request = scrape_request(&format!("pre{i}"));
         ids.push(
             server
                 .client()
@@ -517,11 +503,7 @@ async fn calls_cancelled_mid_write_leave_no_partial_state(backend: Backend) -> T
         calls.push(tokio::spawn(async move {
             let patience = Duration::from_micros((i * 397) % 4000);
             if i % 2 == 0 {
-                let request = CreateTokenRequest {
-                    kind: TokenKind::Scrape as i32,
-                    name: format!("c{i}"),
-                    ..Default::default()
-                };
+                let request = scrape_request(&format!("c{i}"));
                 let _ =
                     tokio::time::timeout(patience, client.create_token(authed(request, &admin)))
                         .await;

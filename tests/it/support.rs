@@ -569,12 +569,11 @@ pub struct Binary {
     pub log: tokio::task::JoinHandle<Vec<String>>,
 }
 
-/// Starts the real binary on port 0 (gRPC and HTTP) in `dir` with JSON logs
-/// filtered by `filter`, and reads its gRPC address from the log line
-/// "tokend listening": no port probing, no sleeps.
-pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -> Binary {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+/// `tokend serve` on port 0 (gRPC and HTTP) with JSON logs and `dir` as its
+/// data folder, ignoring any `DATABASE_URL` of the test's environment.
+pub fn serve_command(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
+    command
         .args([
             "serve",
             "--grpc-addr",
@@ -586,8 +585,17 @@ pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -
             "--data-dir",
         ])
         .arg(dir)
+        .env_remove("DATABASE_URL");
+    command
+}
+
+/// Starts the real binary on port 0 (gRPC and HTTP) in `dir` with JSON logs
+/// filtered by `filter`, and reads its gRPC address from the log line
+/// "tokend listening": no port probing, no sleeps.
+pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -> Binary {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = serve_command(dir)
         .args(extra)
-        .env_remove("DATABASE_URL")
         .env("RUST_LOG", filter)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -669,4 +677,14 @@ pub fn mint_from_data_dir(
         },
     )
     .expect("mint")
+}
+
+/// A CreateToken request for a scrape token named `name`: the simplest token,
+/// used wherever a test needs one of no particular family.
+pub fn scrape_request(name: &str) -> tokend::grpc::proto::CreateTokenRequest {
+    tokend::grpc::proto::CreateTokenRequest {
+        kind: tokend::grpc::proto::TokenKind::Scrape as i32,
+        name: name.to_owned(),
+        ..Default::default()
+    }
 }

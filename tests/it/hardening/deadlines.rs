@@ -15,8 +15,8 @@ use tokend::grpc::proto::{
     TokenKind,
 };
 
-use super::scrape;
 use crate::backend_tests;
+use crate::support::scrape_request;
 use crate::support::{
     Backend, TestResult, TestServer, all_tokens, assert_tokens_and_events_agree, authed, details,
 };
@@ -39,7 +39,7 @@ async fn a_1ms_deadline_on_writes_fails_cleanly_and_tokens_and_events_agree(
     for i in 0..20 {
         let created = server
             .client()
-            .create_token(authed(scrape(&format!("pre{i}")), &admin))
+            .create_token(authed(scrape_request(&format!("pre{i}")), &admin))
             .await?;
         ids.push(created.into_inner().token.expect("token").id);
     }
@@ -60,7 +60,7 @@ async fn a_1ms_deadline_on_writes_fails_cleanly_and_tokens_and_events_agree(
             let id = ids[i % ids.len()];
             calls.push(tokio::spawn(async move {
                 if i % 2 == 0 {
-                    let mut request = authed(scrape(&format!("d{i}")), &admin);
+                    let mut request = authed(scrape_request(&format!("d{i}")), &admin);
                     request.set_timeout(Duration::from_millis(1));
                     (
                         true,
@@ -121,7 +121,7 @@ async fn a_1ms_deadline_on_writes_fails_cleanly_and_tokens_and_events_agree(
     }
     server
         .client()
-        .create_token(authed(scrape("after"), &admin))
+        .create_token(authed(scrape_request("after"), &admin))
         .await?;
     Ok(())
 }
@@ -254,7 +254,7 @@ async fn ten_thousand_cancelled_calls_leave_descriptors_and_pool_at_baseline(
     let introspector = server.introspector();
     let mut client = server.client();
     let scrape_secret = client
-        .create_token(authed(scrape("prometheus"), &admin))
+        .create_token(authed(scrape_request("prometheus"), &admin))
         .await?
         .into_inner()
         .secret;
@@ -272,7 +272,7 @@ async fn ten_thousand_cancelled_calls_leave_descriptors_and_pool_at_baseline(
         .secret;
     for i in 0..20 {
         client
-            .create_token(authed(scrape(&format!("row{i}")), &admin))
+            .create_token(authed(scrape_request(&format!("row{i}")), &admin))
             .await?;
     }
     // Baseline: the client connection is up, the pool has been used.

@@ -9,8 +9,8 @@ use tokend::grpc::proto::{
     RevokeScrapeTokenRequest, TokenKind,
 };
 
-use super::scrape;
 use crate::backend_tests;
+use crate::support::scrape_request;
 use crate::support::{Backend, TestResult, TestServer, all_tokens, authed, details};
 
 backend_tests!(foreign_and_missing_ids_are_indistinguishable);
@@ -84,7 +84,7 @@ async fn foreign_and_missing_ids_are_indistinguishable(backend: Backend) -> Test
     let mut last = None;
     for i in 0..10 {
         last = client
-            .create_token(authed(scrape(&format!("t{i}")), &owner))
+            .create_token(authed(scrape_request(&format!("t{i}")), &owner))
             .await?
             .into_inner()
             .token;

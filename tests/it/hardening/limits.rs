@@ -12,7 +12,7 @@ use tokend::domain::secret::{MAX_SECRET_LEN, MalformedSecret};
 use tokend::domain::{Caller, TokenSecret};
 use tokend::grpc::proto::{AuthenticateTokenRequest, ListTokensRequest, RevokeScrapeTokenRequest};
 
-use super::scrape;
+use crate::support::scrape_request;
 use crate::support::{
     Backend, TestResult, TestServer, all_tokens, assert_tokens_and_events_agree, authed, details,
     expect_error,
@@ -232,7 +232,7 @@ async fn oversized_secrets_are_malformed_and_oversized_messages_refused() -> Tes
     // A 1 MiB name on CreateToken: refused, nothing written.
     expect_error(
         client
-            .create_token(authed(scrape(&"n".repeat(1 << 20)), &admin))
+            .create_token(authed(scrape_request(&"n".repeat(1 << 20)), &admin))
             .await,
         Code::OutOfRange,
         "REQUEST_REJECTED",
@@ -243,7 +243,7 @@ async fn oversized_secrets_are_malformed_and_oversized_messages_refused() -> Tes
     expect_error(
         tight
             .client()
-            .create_token(authed(scrape(&"n".repeat(2000)), &tight_admin))
+            .create_token(authed(scrape_request(&"n".repeat(2000)), &tight_admin))
             .await,
         Code::OutOfRange,
         "REQUEST_REJECTED",
@@ -252,7 +252,7 @@ async fn oversized_secrets_are_malformed_and_oversized_messages_refused() -> Tes
     let decoded = expect_error(
         tight
             .client()
-            .create_token(authed(scrape(&"n".repeat(900)), &tight_admin))
+            .create_token(authed(scrape_request(&"n".repeat(900)), &tight_admin))
             .await,
         Code::InvalidArgument,
         "INVALID_FIELD",
@@ -314,7 +314,7 @@ async fn sqlite_busy_is_unavailable_never_internal() -> TestResult {
             let admin = admin.clone();
             creates.push(tokio::spawn(async move {
                 client
-                    .create_token(authed(scrape(&format!("w{i}")), &admin))
+                    .create_token(authed(scrape_request(&format!("w{i}")), &admin))
                     .await
                     .map(|r| r.into_inner().token.expect("token"))
             }));

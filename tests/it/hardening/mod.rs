@@ -16,20 +16,9 @@
 //! - `properties`: proptest properties, and randomized revoke and
 //!   pagination on a server.
 
-use tokend::grpc::proto::{CreateTokenRequest, TokenKind};
-
 mod deadlines;
 mod enumeration;
 mod frames;
 mod jwt_headers;
 mod limits;
 mod properties;
-
-/// A create request for a scrape token named `name`.
-pub(super) fn scrape(name: &str) -> CreateTokenRequest {
-    CreateTokenRequest {
-        kind: TokenKind::Scrape as i32,
-        name: name.to_owned(),
-        ..Default::default()
-    }
-}

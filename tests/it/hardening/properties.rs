@@ -17,8 +17,8 @@ use tokend::grpc::proto::{
     CreateTokenRequest, GetTokenRequest, ListTokensRequest, Token, TokenKind,
 };
 
-use super::scrape;
 use crate::backend_tests;
+use crate::support::scrape_request;
 use crate::support::{
     Backend, TestResult, TestServer, all_tokens, assert_tokens_and_events_agree, authed,
     expect_error,
@@ -339,7 +339,7 @@ async fn pagination_visits_every_row_once_randomized(backend: Backend) -> TestRe
             // Another org's rows between ours.
             if rng.random_bool(0.3) {
                 client
-                    .create_token(authed(scrape(&format!("n{j}")), &noise))
+                    .create_token(authed(scrape_request(&format!("n{j}")), &noise))
                     .await?;
             }
         }
