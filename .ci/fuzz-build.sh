@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds every fuzz target in fuzz/ (issue 8: "the fuzz targets build in
-# CI"), then runs each one briefly as a smoke test. Running them for long is
+# Builds every fuzz target in fuzz/ (so that the fuzz targets always build in
+# CI), then runs each one briefly as a smoke test. Running them for long is
 # a manual step: docs/fuzzing.md.
 #
 # Stable toolchain, no cargo-fuzz needed: this passes the instrumentation

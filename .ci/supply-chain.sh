@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Supply chain (issue 8): licenses on an allow-list, bans (duplicates warn
+# Supply chain: licenses on an allow-list, bans (duplicates warn
 # only), and sources (crates.io only; unknown registries and git denied), as
 # configured in deny.toml. Installs cargo-deny from crates.io when it is not
 # on PATH: that cold `cargo install` took 280 s on this 2-core machine; the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# h2load cross-check of one workload (AuthenticateToken hits), issue 7.
+# h2load cross-check of one workload (AuthenticateToken hits); docs/benchmarks.md.
 #
 #   bash bench/h2load.sh                      # SQLite, 1M tokens
 #   BACKEND=postgres TOKENS=10000 bash bench/h2load.sh

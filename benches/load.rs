@@ -1,4 +1,4 @@
-//! Load generator for tokend (issue 7).
+//! Load generator for tokend; docs/benchmarks.md records its figures.
 //!
 //! Starts a release `tokend` (or targets a running one), seeds N tokens
 //! straight into the database in bulk, then drives a fixed number of gRPC

@@ -1,6 +1,6 @@
 //! Command line and settings. Every setting is a flag with an environment
-//! fallback (SPEC.md, "Process"); a bad value stops start-up with one line
-//! naming the setting.
+//! fallback (docs/reference.md, "Settings"); a bad value stops start-up with
+//! one line naming the setting.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

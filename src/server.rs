@@ -30,7 +30,7 @@ use crate::metrics::endpoint::{self, MetricsState};
 use crate::metrics::{Metrics, RpcObserver};
 use crate::store::SeaStore;
 
-/// The readiness service name (SPEC.md, "Operations").
+/// The readiness service name (docs/reference.md, "Health").
 pub const READINESS_SERVICE: &str = "tokend.v1.TokenService";
 /// The liveness service name.
 pub const LIVENESS_SERVICE: &str = "";

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::kind::TokenKind;
 
-/// The kinds of audit event SPEC.md names.
+/// The audit event types of docs/reference.md ("Semantics").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuditEventType {
     /// A scrape token was created.

@@ -1,8 +1,8 @@
-//! The authenticated caller and the permission names of SPEC.md.
+//! The authenticated caller and the permission names of docs/reference.md.
 
 use std::collections::BTreeSet;
 
-/// A permission named in SPEC.md's permission table.
+/// A permission named in the permission table of docs/reference.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
     /// The `admin` role: every permission within the caller's organisation.

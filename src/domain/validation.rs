@@ -1,6 +1,6 @@
-//! The validation table of SPEC.md as pure functions. Each check appends one
-//! [`FieldViolation`] per bad field, so a request with several bad fields
-//! learns about all of them at once, and nothing is written.
+//! The validation table of docs/reference.md as pure functions. Each check
+//! appends one [`FieldViolation`] per bad field, so a request with several bad
+//! fields learns about all of them at once, and nothing is written.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

@@ -1,6 +1,6 @@
 //! The one place that chooses gRPC codes: [`to_status`] maps every
 //! [`ServiceError`] with an exhaustive match to a code, a problem kind and the
-//! rich details of SPEC.md ("Errors").
+//! rich details that docs/errors.md catalogues.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Every reason of SPEC.md's error table, provoked over the wire and decoded
-//! with tonic-types: code, HTTP status, reason, domain, request id, and the
-//! details that must accompany each.
+//! Every reason of the error catalogue (docs/errors.md), provoked over the
+//! wire and decoded with tonic-types: code, HTTP status, reason, domain,
+//! request id, and the details that must accompany each.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Caller identity: JWT verification with every supported algorithm (keys
 //! made here, tokens signed by aws-lc-rs directly, not by the verifying
-//! library), the attacks of issue 3, key rotation, the permission table and
+//! library), forged and confused JWTs, key rotation, the permission table and
 //! cross-org confinement.
 
 use std::time::Duration;

@@ -1,10 +1,11 @@
-//! Issue 8's hardening cases that the other modules lack: broken gRPC frames
+//! Hardening cases that the other modules lack: broken gRPC frames
 //! on raw HTTP/2 connections, 1 ms deadlines on writes, 10 000 cancelled
 //! calls against file descriptors and the pool, a flood beside a quiet
 //! caller, rate-limiter memory, enumeration by id, oversized secrets and
 //! messages, SQLite busy, and properties (proptest) of the secret format,
 //! page tokens, validators, revoke and pagination. `docs/security.md` maps
-//! issue 8's catalogue onto these and the other modules' tests.
+//! its catalogue of attacks and faults onto these and the other modules'
+//! tests.
 //!
 //! - `frames`: garbage, truncated and corrupted gRPC frames over raw HTTP/2.
 //! - `jwt_headers`: `jku`, `x5u`, `x5c`, `jwk` and `typ` JWT headers.
