@@ -1,6 +1,8 @@
 //! The JWT interceptor on `TokenService` (health and reflection stay open):
 //! it verifies the bearer JWT once per request and leaves the [`Caller`] in
 //! the request's extensions for the handlers.
+//!
+//! [`Caller`]: crate::domain::Caller
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,8 @@
 //! Caller identity: verifying the bearer JWT into a [`Caller`], minting
 //! development JWTs, and the zero-config HS256 secret file. No tonic here: the
 //! gRPC interceptor calls [`JwtVerifier::verify`].
+//!
+//! [`Caller`]: crate::domain::Caller
 
 pub mod jwks;
 pub mod jwt;

@@ -1,5 +1,7 @@
 //! Storage with sea-orm: connection set-up, migrations, and the queries behind
 //! [`TokenRepository`]. The only module that knows SQL exists.
+//!
+//! [`TokenRepository`]: crate::domain::repository::TokenRepository
 
 pub mod entity;
 pub mod migration;
