@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 buf=${BUF:-target/ci-node/node_modules/.bin/buf}
 [ -x "$buf" ] || { echo "proto-breaking: no buf at $buf (.ci/run installs it)" >&2; exit 1; }
 
-baseline=$(grep -v -e '^#' -e '^[[:space:]]*$' .ci/proto-baseline)
+baseline=$(grep -v -e '^#' -e '^[[:space:]]*$' .ci/proto-baseline || true)
 if ! [[ "$baseline" =~ ^[0-9a-f]{40}$ ]]; then
   echo "proto-breaking: .ci/proto-baseline must hold one full commit hash, found: '$baseline'" >&2
   exit 1
