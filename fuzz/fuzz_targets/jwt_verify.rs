@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use tokend::domain::Caller;
 use tokend::domain::error::CallerRejection;
 use tokend::identity::jwt::{LEEWAY_SECONDS, MAX_JWT_LEN};
-use tokend::identity::{JwtVerifier, MintRequest, mint_hs256};
+use tokend::identity::{HsSecret, JwtVerifier, MintRequest, mint_hs256};
 
 const KEY: &[u8] = b"tokend-fuzz-hs256-key-0123456789abcdef";
 const OTHER_KEY: &[u8] = b"tokend-fuzz-other-key-0123456789abcdef";
@@ -48,15 +48,21 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 );
 
 struct Verifiers {
+    key: HsSecret,
     right: JwtVerifier,
     wrong: JwtVerifier,
 }
 
 fn verifiers() -> &'static Verifiers {
     static V: std::sync::OnceLock<Verifiers> = std::sync::OnceLock::new();
-    V.get_or_init(|| Verifiers {
-        right: JwtVerifier::new(Some(KEY), None, None, None),
-        wrong: JwtVerifier::new(Some(OTHER_KEY), None, None, None),
+    V.get_or_init(|| {
+        let key = HsSecret::new(KEY).expect("a long enough key");
+        let other = HsSecret::new(OTHER_KEY).expect("a long enough key");
+        Verifiers {
+            right: JwtVerifier::new(Some(&key), None, None, None),
+            wrong: JwtVerifier::new(Some(&other), None, None, None),
+            key,
+        }
     })
 }
 
@@ -476,7 +482,7 @@ fn minted(m: &Minted) {
         iss: m.iss.clone(),
         aud: m.aud.clone(),
     };
-    let Ok(jwt) = mint_hs256(KEY, &request) else {
+    let Ok(jwt) = mint_hs256(&verifiers().key, &request) else {
         return;
     };
     let verdict = check(&jwt, now);

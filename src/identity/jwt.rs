@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Caller;
 use crate::domain::error::CallerRejection;
-use crate::identity::KeyRing;
+use crate::identity::{HsSecret, KeyRing};
 
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -77,13 +77,13 @@ impl std::fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// A verifier for an HS secret and/or a JWKS key ring.
     pub fn new(
-        hs_secret: Option<&[u8]>,
+        hs_secret: Option<&HsSecret>,
         key_ring: Option<Arc<KeyRing>>,
         issuer: Option<String>,
         audience: Option<String>,
     ) -> JwtVerifier {
         JwtVerifier {
-            hs_secret: hs_secret.map(DecodingKey::from_secret),
+            hs_secret: hs_secret.map(|secret| DecodingKey::from_secret(secret.as_bytes())),
             key_ring,
             issuer,
             audience,
@@ -248,13 +248,13 @@ pub struct MintRequest {
 
 /// Signs `claims` with HS256.
 pub fn mint_hs256(
-    secret: &[u8],
+    secret: &HsSecret,
     claims: &MintRequest,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret.as_bytes()),
     )
 }
 
@@ -275,18 +275,22 @@ mod tests {
         }
     }
 
+    fn key(text: &str) -> Result<HsSecret, Box<dyn std::error::Error>> {
+        Ok(HsSecret::new(text)?)
+    }
+
     /// Proves the one enabled crypto backend signs and verifies.
     #[test]
     fn hs256_round_trip_and_expiry() -> Result<(), Box<dyn std::error::Error>> {
-        let verifier =
-            JwtVerifier::new(Some(b"0123456789abcdef0123456789abcdef"), None, None, None);
-        let jwt = mint_hs256(b"0123456789abcdef0123456789abcdef", &claims(1_000))?;
+        let secret = key("0123456789abcdef0123456789abcdef")?;
+        let verifier = JwtVerifier::new(Some(&secret), None, None, None);
+        let jwt = mint_hs256(&secret, &claims(1_000))?;
         let caller = verifier.verify(&jwt, 1_000).map_err(|e| format!("{e:?}"))?;
         assert_eq!(caller.org_id, "org-1");
         assert!(caller.is_admin());
         assert_eq!(verifier.verify(&jwt, 1_060).map(|_| ()), Ok(()));
         assert_eq!(verifier.verify(&jwt, 1_061), Err(CallerRejection::Expired));
-        let other = mint_hs256(b"another secret of enough length!!", &claims(1_000))?;
+        let other = mint_hs256(&key("another secret of enough length!!")?, &claims(1_000))?;
         assert_eq!(
             verifier.verify(&other, 1_000),
             Err(CallerRejection::Invalid)

@@ -2,10 +2,12 @@
 //! development JWTs, and the zero-config HS256 secret file. No tonic here: the
 //! gRPC interceptor calls [`JwtVerifier::verify`].
 
+pub mod hs_secret;
 pub mod jwks;
 pub mod jwt;
 pub mod secret_file;
 
+pub use hs_secret::{HsSecret, HsSecretTooShort};
 pub use jwks::{JwksError, KeyRing};
 pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
 

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod data_folder;
 mod errors;
 mod hardening;
 mod identity;
