@@ -2,6 +2,7 @@
 //! development JWTs, and the zero-config HS256 secret file. No tonic here: the
 //! gRPC interceptor calls [`JwtVerifier::verify`].
 
+pub mod char_class;
 pub mod hs_secret;
 pub mod jwks;
 pub mod jwt;

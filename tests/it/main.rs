@@ -12,6 +12,7 @@
 
 mod support;
 
+mod caller_jwt;
 mod data_folder;
 mod errors;
 mod hardening;
