@@ -49,7 +49,7 @@ use tokend::domain::TokenSecret;
 use tokend::domain::kind::TokenKind;
 use tokend::grpc::proto;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
-use tokend::identity::{MintRequest, mint_hs256};
+use tokend::identity::{HsSecret, MintRequest, mint_hs256};
 use tokend::store::entity::token;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1334,7 +1334,7 @@ fn mint(
 ) -> Res<MetadataValue<tonic::metadata::Ascii>> {
     let now = Utc::now().timestamp();
     let jwt = mint_hs256(
-        secret.as_bytes(),
+        &HsSecret::new(secret)?,
         &MintRequest {
             sub: sub.to_owned(),
             org_id: org.to_owned(),

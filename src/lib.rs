@@ -3,9 +3,11 @@
 //! Layers (see ARCHITECTURE.md): [`grpc`] is the tonic transport, [`domain`]
 //! the core with no tonic or sea-orm in it, [`store`] the sea-orm storage.
 //! [`identity`] verifies caller JWTs, [`metrics`] serves Prometheus figures,
-//! [`server`] wires everything, [`config`] holds the command line.
+//! [`server`] wires everything, [`config`] holds the command line, [`data_dir`]
+//! keeps the data folder private.
 
 pub mod config;
+pub mod data_dir;
 pub mod domain;
 pub mod grpc;
 pub mod identity;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokend::config::{Cli, Command, MigrateArgs, MintJwtArgs, ServeArgs};
 use tokend::domain::SystemClock;
 use tokend::identity::secret_file;
-use tokend::identity::{MintRequest, mint_hs256};
+use tokend::identity::{HsSecret, MintRequest, mint_hs256};
 use tokend::server::{self, StartupError};
 use tokend::store::SeaStore;
 use tokend::telemetry::init_logging;
@@ -86,7 +86,7 @@ async fn migrate(args: MigrateArgs) -> Result<(), StartupError> {
     init_logging(None);
     let setting = "--database-url (DATABASE_URL)";
     if args.database.database_url.is_none() {
-        std::fs::create_dir_all(&args.database.data_dir).map_err(|e| StartupError {
+        tokend::data_dir::create(&args.database.data_dir).map_err(|e| StartupError {
             setting: "--data-dir (TOKEND_DATA_DIR)",
             message: e.to_string(),
         })?;
@@ -119,7 +119,10 @@ fn describe(error: &dyn std::error::Error) -> String {
 
 fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
     let secret = match &args.jwt_hs256_secret {
-        Some(secret) => secret.clone(),
+        Some(secret) => HsSecret::new(secret.as_bytes()).map_err(|short| StartupError {
+            setting: "--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)",
+            message: short.to_string(),
+        })?,
         None => {
             let (secret, _, _) =
                 secret_file::load_or_create(&args.data_dir).map_err(|e| StartupError {
@@ -144,7 +147,7 @@ fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
         iss: args.issuer.clone(),
         aud: args.audience.clone(),
     };
-    let jwt = mint_hs256(secret.as_bytes(), &claims).map_err(|e| StartupError {
+    let jwt = mint_hs256(&secret, &claims).map_err(|e| StartupError {
         setting: "--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)",
         message: e.to_string(),
     })?;

@@ -25,7 +25,7 @@ use crate::grpc::proto::token_service_server::TokenServiceServer;
 use crate::grpc::request_context::RequestContextLayer;
 use crate::grpc::service::TokenApi;
 use crate::identity::secret_file::{self, SecretOrigin};
-use crate::identity::{JwtVerifier, KeyRing};
+use crate::identity::{HsSecret, JwtVerifier, KeyRing};
 use crate::metrics::endpoint::{self, MetricsState};
 use crate::metrics::{Metrics, RpcObserver};
 use crate::store::SeaStore;
@@ -34,8 +34,6 @@ use crate::store::SeaStore;
 pub const READINESS_SERVICE: &str = "tokend.v1.TokenService";
 /// The liveness service name.
 pub const LIVENESS_SERVICE: &str = "";
-/// Shortest HS secret accepted, in bytes.
-pub const MIN_HS256_SECRET_LEN: usize = 32;
 
 /// A setting that stops start-up. Displayed as one line naming it.
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +67,9 @@ pub fn build_verifier(
         None => None,
     };
     let hs_secret = match (&jwt.jwt_hs256_secret, &key_ring) {
-        (Some(secret), _) => {
-            if secret.len() < MIN_HS256_SECRET_LEN {
-                return Err(StartupError::new(
-                    "--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)",
-                    format!("must be at least {MIN_HS256_SECRET_LEN} bytes"),
-                ));
-            }
-            Some(secret.clone())
-        }
+        (Some(secret), _) => Some(HsSecret::new(secret.as_bytes()).map_err(|short| {
+            StartupError::new("--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)", short)
+        })?),
         (None, Some(_)) => None,
         (None, None) => {
             let (secret, origin, path) = secret_file::load_or_create(&args.database.data_dir)
@@ -91,7 +83,7 @@ pub fn build_verifier(
         }
     };
     let verifier = JwtVerifier::new(
-        hs_secret.as_deref().map(str::as_bytes),
+        hs_secret.as_ref(),
         key_ring.clone(),
         jwt.jwt_issuer.clone(),
         jwt.jwt_audience.clone(),
@@ -239,7 +231,7 @@ pub async fn start(
 
     let settings = args.database.settings();
     if settings.url.starts_with("sqlite://") && args.database.database_url.is_none() {
-        std::fs::create_dir_all(&args.database.data_dir)
+        crate::data_dir::create(&args.database.data_dir)
             .map_err(|e| StartupError::new("--data-dir (TOKEND_DATA_DIR)", e))?;
     }
     if !(settings.url.starts_with("sqlite:")

@@ -9,11 +9,12 @@
 //!   the signature to be that HMAC, under the key, of everything before the
 //!   last `.`; and the accepted claims must hold a well-formed `sub` and
 //!   `org_id` (the Caller's), a numeric `exp` not past beyond the 60 s leeway
-//!   and an `nbf`, if any, not in the future beyond it;
+//!   and an `nbf`, if any, not in the future beyond it; and the header names
+//!   no `kid` (a `kid` never selects the HS secret);
 //! - a verifier with a different key accepts only what that key signed;
 //! - completeness on a conservative subset: a token signed with the key, with
-//!   well-typed ordinary claims inside the time window, is accepted (via
-//!   `mint_hs256` and hand-built with each HS algorithm).
+//!   no `kid` and well-typed ordinary claims inside the time window, is
+//!   accepted (via `mint_hs256` and hand-built with each HS algorithm).
 //!
 //! Input modes (first byte): raw string; hand-built header and claims from
 //! `arbitrary` (alg none, RS/ES/PS/EdDSA headers signed with the HMAC key,
@@ -30,8 +31,9 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use tokend::domain::Caller;
 use tokend::domain::error::CallerRejection;
+use tokend::identity::char_class::is_control_or_format;
 use tokend::identity::jwt::{LEEWAY_SECONDS, MAX_JWT_LEN};
-use tokend::identity::{JwtVerifier, MintRequest, mint_hs256};
+use tokend::identity::{HsSecret, JwtVerifier, MintRequest, mint_hs256};
 
 const KEY: &[u8] = b"tokend-fuzz-hs256-key-0123456789abcdef";
 const OTHER_KEY: &[u8] = b"tokend-fuzz-other-key-0123456789abcdef";
@@ -48,15 +50,21 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 );
 
 struct Verifiers {
+    key: HsSecret,
     right: JwtVerifier,
     wrong: JwtVerifier,
 }
 
 fn verifiers() -> &'static Verifiers {
     static V: std::sync::OnceLock<Verifiers> = std::sync::OnceLock::new();
-    V.get_or_init(|| Verifiers {
-        right: JwtVerifier::new(Some(KEY), None, None, None),
-        wrong: JwtVerifier::new(Some(OTHER_KEY), None, None, None),
+    V.get_or_init(|| {
+        let key = HsSecret::new(KEY).expect("a long enough key");
+        let other = HsSecret::new(OTHER_KEY).expect("a long enough key");
+        Verifiers {
+            right: JwtVerifier::new(Some(&key), None, None, None),
+            wrong: JwtVerifier::new(Some(&other), None, None, None),
+            key,
+        }
     })
 }
 
@@ -103,6 +111,10 @@ fn signed_with(key: &[u8], jwt: &str) -> Option<Value> {
     let (message, signature) = jwt.rsplit_once('.')?;
     let (header, payload) = message.rsplit_once('.')?;
     let header: Value = serde_json::from_slice(&LENIENT.decode(header).ok()?).ok()?;
+    // A `kid` selects a key of the key ring (none here), never the HS key.
+    if header.get("kid").is_some_and(|kid| !kid.is_null()) {
+        return None;
+    }
     let hs = Hs::from_name(header.get("alg")?.as_str()?)?;
     let signature = LENIENT.decode(signature).ok()?;
     if signature != hs.mac(key, message.as_bytes()) {
@@ -112,7 +124,7 @@ fn signed_with(key: &[u8], jwt: &str) -> Option<Value> {
 }
 
 fn ordinary(value: &str) -> bool {
-    !value.is_empty() && value.len() <= 64 && !value.chars().any(char::is_control)
+    !value.is_empty() && value.len() <= 64 && !value.chars().any(is_control_or_format)
 }
 
 /// Verifies `jwt` at `now` and checks soundness. Returns the result.
@@ -137,7 +149,7 @@ fn check(jwt: &str, now: i64) -> Result<Caller, CallerRejection> {
         );
         for id in [&caller.subject, &caller.org_id] {
             assert!(
-                !id.is_empty() && !id.chars().any(char::is_control),
+                !id.is_empty() && !id.chars().any(is_control_or_format),
                 "accepted id {id:?}"
             );
         }
@@ -414,7 +426,8 @@ fn structured(s: &Structured) {
     let plain = s.raw_header.is_none()
         && s.raw_payload.is_none()
         && s.header.extra.is_empty()
-        && [&s.header.typ, &s.header.kid, &s.header.jku, &s.header.x5u]
+        && matches!(s.header.kid, Field::Absent)
+        && [&s.header.typ, &s.header.jku, &s.header.x5u]
             .iter()
             .all(|f| f.good_or_absent())
         && c.extra
@@ -476,7 +489,7 @@ fn minted(m: &Minted) {
         iss: m.iss.clone(),
         aud: m.aud.clone(),
     };
-    let Ok(jwt) = mint_hs256(KEY, &request) else {
+    let Ok(jwt) = mint_hs256(&verifiers().key, &request) else {
         return;
     };
     let verdict = check(&jwt, now);

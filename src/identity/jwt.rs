@@ -2,7 +2,10 @@
 //!
 //! Algorithms come from configuration (the HS256 secret accepts the HS
 //! family) or from the JWK that `kid` selects — never from the token header,
-//! so `alg: none` and algorithm confusion fail. `exp` and `nbf` are checked
+//! so `alg: none` and algorithm confusion fail. A JWT that names a `kid` is
+//! verified with that key of the key ring or not at all; only a JWT without
+//! `kid` may use the HS secret, so an attacker cannot steer a token meant for
+//! the key ring onto the shared secret (or the other way round). `exp` and `nbf` are checked
 //! here against the injected `now` with a 60 s leeway; `iss`/`aud`, when
 //! configured, are required and checked.
 
@@ -14,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Caller;
 use crate::domain::error::CallerRejection;
-use crate::identity::KeyRing;
+use crate::identity::char_class::is_control_or_format;
+use crate::identity::{HsSecret, KeyRing};
 
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -77,13 +81,13 @@ impl std::fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// A verifier for an HS secret and/or a JWKS key ring.
     pub fn new(
-        hs_secret: Option<&[u8]>,
+        hs_secret: Option<&HsSecret>,
         key_ring: Option<Arc<KeyRing>>,
         issuer: Option<String>,
         audience: Option<String>,
     ) -> JwtVerifier {
         JwtVerifier {
-            hs_secret: hs_secret.map(DecodingKey::from_secret),
+            hs_secret: hs_secret.map(|secret| DecodingKey::from_secret(secret.as_bytes())),
             key_ring,
             issuer,
             audience,
@@ -178,12 +182,15 @@ impl JwtVerifier {
         key_generation: u64,
     ) -> Result<Verified, CallerRejection> {
         let header = jsonwebtoken::decode_header(jwt).map_err(|_| CallerRejection::Invalid)?;
-        let from_ring = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.key_ring.as_ref().and_then(|ring| ring.get(kid)));
-        let (key, algorithms) = match (from_ring, &self.hs_secret) {
-            (Some(verification), _) => (verification.key, vec![verification.algorithm]),
+        let (key, algorithms) = match (header.kid.as_deref(), &self.hs_secret) {
+            (Some(kid), _) => {
+                let verification = self
+                    .key_ring
+                    .as_ref()
+                    .and_then(|ring| ring.get(kid))
+                    .ok_or(CallerRejection::Invalid)?;
+                (verification.key, vec![verification.algorithm])
+            }
             (None, Some(secret)) => (
                 secret.clone(),
                 vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
@@ -199,8 +206,13 @@ impl JwtVerifier {
             Some(nbf) => Some(as_seconds(nbf).ok_or(CallerRejection::Invalid)?),
             None => None,
         };
+        // Control and format characters (bidi overrides, zero-width) would
+        // let a `sub` or `org_id` display as another one in logs and audit
+        // events.
         let well_formed = |value: &str| {
-            !value.is_empty() && value.len() <= MAX_ID_LEN && !value.chars().any(char::is_control)
+            !value.is_empty()
+                && value.len() <= MAX_ID_LEN
+                && !value.chars().any(is_control_or_format)
         };
         if !well_formed(&claims.sub) || !well_formed(&claims.org_id) {
             return Err(CallerRejection::Invalid);
@@ -246,15 +258,15 @@ pub struct MintRequest {
     pub aud: Option<String>,
 }
 
-/// Signs `claims` with HS256.
+/// Signs `claims` with HS256 (no `kid`, so the HS secret verifies it).
 pub fn mint_hs256(
-    secret: &[u8],
+    secret: &HsSecret,
     claims: &MintRequest,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret.as_bytes()),
     )
 }
 
@@ -275,22 +287,76 @@ mod tests {
         }
     }
 
+    fn key(text: &str) -> Result<HsSecret, Box<dyn std::error::Error>> {
+        Ok(HsSecret::new(text)?)
+    }
+
     /// Proves the one enabled crypto backend signs and verifies.
     #[test]
     fn hs256_round_trip_and_expiry() -> Result<(), Box<dyn std::error::Error>> {
-        let verifier =
-            JwtVerifier::new(Some(b"0123456789abcdef0123456789abcdef"), None, None, None);
-        let jwt = mint_hs256(b"0123456789abcdef0123456789abcdef", &claims(1_000))?;
+        let secret = key("0123456789abcdef0123456789abcdef")?;
+        let verifier = JwtVerifier::new(Some(&secret), None, None, None);
+        let jwt = mint_hs256(&secret, &claims(1_000))?;
         let caller = verifier.verify(&jwt, 1_000).map_err(|e| format!("{e:?}"))?;
         assert_eq!(caller.org_id, "org-1");
         assert!(caller.is_admin());
         assert_eq!(verifier.verify(&jwt, 1_060).map(|_| ()), Ok(()));
         assert_eq!(verifier.verify(&jwt, 1_061), Err(CallerRejection::Expired));
-        let other = mint_hs256(b"another secret of enough length!!", &claims(1_000))?;
+        let other = mint_hs256(&key("another secret of enough length!!")?, &claims(1_000))?;
         assert_eq!(
             verifier.verify(&other, 1_000),
             Err(CallerRejection::Invalid)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_kid_never_selects_the_hs_secret() -> Result<(), Box<dyn std::error::Error>> {
+        let secret = key("0123456789abcdef0123456789abcdef")?;
+        let verifier = JwtVerifier::new(Some(&secret), None, None, None);
+        for kid in ["", "unknown", "hs", "default"] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(kid.to_owned());
+            let jwt = jsonwebtoken::encode(
+                &header,
+                &claims(1_000),
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )?;
+            assert_eq!(
+                verifier.verify(&jwt, 1_000).map(|_| ()),
+                Err(CallerRejection::Invalid),
+                "kid {kid:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn control_and_format_characters_in_sub_or_org_id_are_invalid()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let secret = key("0123456789abcdef0123456789abcdef")?;
+        let verifier = JwtVerifier::new(Some(&secret), None, None, None);
+        for bad in [
+            "ad\u{202e}nimda",
+            "admin\u{200b}",
+            "\u{feff}org-1",
+            "a\u{0}b",
+            "a\u{85}",
+        ] {
+            for field in ["sub", "org_id"] {
+                let mut request = claims(1_000);
+                match field {
+                    "sub" => request.sub = bad.to_owned(),
+                    _ => request.org_id = bad.to_owned(),
+                }
+                let jwt = mint_hs256(&secret, &request)?;
+                assert_eq!(
+                    verifier.verify(&jwt, 1_000).map(|_| ()),
+                    Err(CallerRejection::Invalid),
+                    "{field} {bad:?}"
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -4,10 +4,13 @@
 //!
 //! [`Caller`]: crate::domain::Caller
 
+pub mod char_class;
+pub mod hs_secret;
 pub mod jwks;
 pub mod jwt;
 pub mod secret_file;
 
+pub use hs_secret::{HsSecret, HsSecretTooShort};
 pub use jwks::{JwksError, KeyRing};
 pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
 

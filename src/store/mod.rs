@@ -7,9 +7,11 @@ pub mod entity;
 pub mod migration;
 mod queries;
 
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
     TransactionTrait,
@@ -50,7 +52,18 @@ pub struct SeaStore {
 impl SeaStore {
     /// Builds the pool without connecting: the server starts (and reports
     /// NOT_SERVING) even while the database is down, and connects lazily.
+    /// A missing SQLite file is created here, mode 0600, before SQLite
+    /// would create it with the umask's mode (usually world-readable); its
+    /// `-wal` and `-shm` files then take the same mode.
     pub async fn connect_lazy(settings: &DatabaseSettings) -> Result<SeaStore, StoreError> {
+        if let Some(path) = sqlite_file(&settings.url) {
+            crate::data_dir::create_private_file(&path).map_err(|error| {
+                StoreError::Other(Box::new(std::io::Error::new(
+                    error.kind(),
+                    format!("cannot create the SQLite file {}: {error}", path.display()),
+                )))
+            })?;
+        }
         let mut options = ConnectOptions::new(settings.url.clone());
         options
             .max_connections(settings.max_connections)
@@ -117,6 +130,22 @@ impl SeaStore {
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
+}
+
+/// The file an SQLite URL opens, read the way sqlx reads it; `None` for an
+/// in-memory database and for other URLs.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = database.is_empty()
+        || database == ":memory:"
+        || params.split('&').any(|param| param == "mode=memory");
+    if in_memory {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_owned())
 }
 
 /// Classifies a sea-orm error by what the caller should do: retry later
@@ -192,5 +221,32 @@ impl SeaStore {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file_and_in_memory_ones_none() {
+        let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
+        assert_eq!(
+            file("sqlite:///tmp/x/tokend.db").as_deref(),
+            Some("/tmp/x/tokend.db")
+        );
+        assert_eq!(
+            file("sqlite://data/tokend.db?mode=rwc").as_deref(),
+            Some("data/tokend.db")
+        );
+        assert_eq!(file("sqlite:tokend.db").as_deref(), Some("tokend.db"));
+        assert_eq!(
+            file("sqlite:///tmp/a%20b.db").as_deref(),
+            Some("/tmp/a b.db")
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://:memory:"), None);
+        assert_eq!(file("sqlite://shared?mode=memory"), None);
+        assert_eq!(file("postgres://postgres@localhost/tokend"), None);
     }
 }

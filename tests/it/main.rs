@@ -12,6 +12,8 @@
 
 mod support;
 
+mod caller_jwt;
+mod data_folder;
 mod errors;
 mod hardening;
 mod identity;

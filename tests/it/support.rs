@@ -19,7 +19,7 @@ use tokend::config::{Cli, ServeArgs};
 use tokend::domain::ManualClock;
 use tokend::grpc::proto::Problem;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
-use tokend::identity::{MintRequest, mint_hs256};
+use tokend::identity::{HsSecret, MintRequest, mint_hs256};
 use tokend::server::{self, ServerHandle};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -291,7 +291,7 @@ pub fn mint(
     exp: i64,
 ) -> String {
     mint_hs256(
-        HS_SECRET.as_bytes(),
+        &HsSecret::new(HS_SECRET).expect("a long enough test secret"),
         &MintRequest {
             sub: sub.into(),
             org_id: org.into(),
@@ -664,7 +664,7 @@ pub fn mint_from_data_dir(
     let secret = std::fs::read_to_string(dir.join("jwt-hs256.secret")).expect("secret file");
     let now = Utc::now().timestamp();
     mint_hs256(
-        secret.trim().as_bytes(),
+        &HsSecret::new(secret.trim()).expect("a long enough secret file"),
         &MintRequest {
             sub: sub.into(),
             org_id: org.into(),
