@@ -180,9 +180,12 @@ mod tests {
         Visibility,
     };
 
+    /// One write the writer asked for: (token id, `now`).
+    type Written = (i64, DateTime<Utc>);
+
     /// Records the touches it is asked to write; fails those of token 13.
     #[derive(Clone, Default)]
-    struct Touches(Arc<Mutex<Vec<(i64, DateTime<Utc>)>>>);
+    struct Touches(Arc<Mutex<Vec<Written>>>);
 
     fn not_here<T>() -> std::future::Ready<Result<T, StoreError>> {
         ready(Err(StoreError::Other("not used by the writer".into())))
