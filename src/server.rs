@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::ServeArgs;
+use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder};
 use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, TokenLifecycle};
 use crate::grpc::auth::AuthInterceptor;
@@ -132,11 +133,13 @@ async fn set_status(reporter: &HealthReporter, service: &str, serving: bool) {
     reporter.set_service_status(service, status).await;
 }
 
-/// Migrates (until it succeeds) and keeps readiness in step with the
-/// database: NOT_SERVING within one interval plus the ping timeout of a
-/// failure, SERVING again as soon as a ping succeeds.
+/// Migrates (until it succeeds), hands the core the page-token key the
+/// migrations stored, and keeps readiness in step with the database:
+/// NOT_SERVING within one interval plus the ping timeout of a failure,
+/// SERVING again as soon as a ping succeeds.
 async fn watch_readiness(
     store: SeaStore,
+    lifecycle: Arc<TokenLifecycle<SeaStore>>,
     reporter: HealthReporter,
     schema_ready: Arc<AtomicBool>,
     interval: Duration,
@@ -147,8 +150,13 @@ async fn watch_readiness(
     let mut migration_failures = 0u32;
     loop {
         if !schema_ready.load(Ordering::Acquire) {
-            match tokio::time::timeout(ping_timeout * 5, store.migrate()).await {
-                Ok(Ok(())) => {
+            let migrated = async {
+                store.migrate().await?;
+                store.load_page_token_key().await
+            };
+            match tokio::time::timeout(ping_timeout * 5, migrated).await {
+                Ok(Ok(page_token_key)) => {
+                    lifecycle.install_page_token_key(page_token_key);
                     schema_ready.store(true, Ordering::Release);
                     tracing::info!("database migrations applied");
                 }
@@ -254,7 +262,11 @@ pub async fn start(
             ),
         )
     })?;
-    let lifecycle = Arc::new(TokenLifecycle::new(store.clone()));
+    // Token uses are written by a background task, so that recording them
+    // never fails or delays an authentication.
+    let (last_use, last_use_writer) = LastUseRecorder::new(LAST_USE_QUEUE_CAPACITY);
+    tokio::spawn(last_use_writer.run(store.clone()));
+    let lifecycle = Arc::new(TokenLifecycle::new(store.clone(), last_use));
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::new("metrics", e))?);
     let schema_ready = Arc::new(AtomicBool::new(false));
     // `shutdown` begins shutdown (health first); `stop` then tells the
@@ -332,6 +344,7 @@ pub async fn start(
 
     tokio::spawn(watch_readiness(
         store.clone(),
+        lifecycle.clone(),
         reporter.clone(),
         schema_ready,
         args.health_check_interval,

@@ -7,15 +7,15 @@
 //!
 //! Properties:
 //! - never panics (decode, conversion, validation, status building);
-//! - at most `MAX_REPORTED_VIOLATIONS + 1` (21) violations, each echoed value
-//!   at most `MAX_ECHOED_VALUE_CHARS` (64) bytes, and a cut value is a prefix
-//!   of the input followed by `…`;
+//! - at most `MAX_REPORTED_VIOLATIONS` (20) violations listed (the rest
+//!   counted), each echoed value at most `MAX_ECHOED_VALUE_CHARS` (64)
+//!   bytes, and a cut value is a prefix of the input followed by `…`;
 //! - a request refused as INVALID_ARGUMENT never reached the repository, a
 //!   malformed secret is refused without a repository read;
 //! - the status details of an invalid request stay below the 16 KiB a
 //!   grpc-core client accepts in trailers;
 //! - conversions round-trip (kind, timestamps) and page tokens decode only to
-//!   cursors ≥ 1, bound to the scope they were made for.
+//!   cursors ≥ 1, bound to the key and scope they were made with.
 //!
 //! The first input byte picks the message; the rest is the protobuf body.
 #![no_main]
@@ -30,9 +30,10 @@ use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tokend::domain::audit::{AuditContext, AuditEvent, AuditEventType};
-use tokend::domain::error::{FieldViolation, MAX_ECHOED_VALUE_CHARS, ServiceError};
+use tokend::domain::error::{FieldViolation, InvalidFields, MAX_ECHOED_VALUE_CHARS, ServiceError};
 use tokend::domain::kind::TokenKind;
-use tokend::domain::pagination::{self, Cursor};
+use tokend::domain::last_use::LastUseRecorder;
+use tokend::domain::pagination::{self, Cursor, PageScope, PageTokenKey};
 use tokend::domain::repository::{StoreError, TokenRepository};
 use tokend::domain::secret::TokenHash;
 use tokend::domain::service::{
@@ -193,15 +194,28 @@ fn trace(what: std::fmt::Arguments<'_>) {
 
 // ------------------------------------------------------------- invariants
 
-fn check_violations(violations: &[FieldViolation]) {
+fn page_key() -> PageTokenKey {
+    PageTokenKey::from_bytes([0x5a; PageTokenKey::LEN])
+}
+
+fn page_scope(text: &str) -> PageScope {
+    PageScope::new("fuzz").with_text("scope", text)
+}
+
+fn check_violations(fields: &InvalidFields) {
+    let violations = &fields.listed;
     assert!(
         !violations.is_empty(),
         "INVALID_ARGUMENT without violations"
     );
     assert!(
-        violations.len() <= MAX_REPORTED_VIOLATIONS + 1,
+        violations.len() <= MAX_REPORTED_VIOLATIONS,
         "{} violations listed",
         violations.len()
+    );
+    assert!(
+        fields.unlisted == 0 || violations.len() == MAX_REPORTED_VIOLATIONS,
+        "violations left unlisted while there was room"
     );
     for v in violations {
         assert!(
@@ -249,7 +263,7 @@ fn check_outcome<T>(stub: &Stub, result: Result<T, ServiceError>) {
         "outcome {:?} violations {} details {} repository_calls {}",
         status.code(),
         match &error {
-            ServiceError::InvalidArgument(v) => v.len(),
+            ServiceError::InvalidArgument(v) => v.count(),
             _ => 0,
         },
         status.details().len(),
@@ -260,7 +274,7 @@ fn check_outcome<T>(stub: &Stub, result: Result<T, ServiceError>) {
         "status details of {} bytes for {} violation(s)",
         status.details().len(),
         match &error {
-            ServiceError::InvalidArgument(v) => v.len(),
+            ServiceError::InvalidArgument(v) => v.count(),
             _ => 0,
         }
     );
@@ -364,12 +378,16 @@ fn mirror_revoke(input: &RevokeInput) {
 }
 
 fn check_page_token(v: &mut Violations, token: &str, scope: &str) {
-    match pagination::decode(token, scope) {
+    let scope = page_scope(scope);
+    match pagination::decode(&page_key(), &scope, token) {
         Ok(None) => assert!(token.is_empty()),
         Ok(Some(cursor)) => {
             assert!(cursor.after_id >= 1 && token.len() <= 128);
-            let again = pagination::encode(cursor, scope);
-            assert_eq!(pagination::decode(&again, scope), Ok(Some(cursor)));
+            let again = pagination::encode(&page_key(), &scope, cursor);
+            assert_eq!(
+                pagination::decode(&page_key(), &scope, &again),
+                Ok(Some(cursor))
+            );
         }
         Err(_) => v.push("page_token", "must be a next_page_token", token),
     }
@@ -405,7 +423,10 @@ fn run(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    let core = TokenLifecycle::new(Stub::default());
+    // No writer runs: the core never waits on recording a use anyway.
+    let (last_use, _writer) = LastUseRecorder::new(1);
+    let core = TokenLifecycle::new(Stub::default(), last_use);
+    core.install_page_token_key(page_key());
     let stub = core.repository();
 
     match which % 10 {
@@ -539,12 +560,13 @@ fn run(data: &[u8]) {
             let mut v = Violations::default();
             check_page_token(&mut v, &case.token, &case.scope);
             let made = pagination::encode(
+                &page_key(),
+                &page_scope(&case.scope),
                 Cursor {
                     after_id: case.after_id,
                 },
-                &case.scope,
             );
-            let decoded = pagination::decode(&made, &case.scope);
+            let decoded = pagination::decode(&page_key(), &page_scope(&case.scope), &made);
             if case.after_id >= 1 {
                 assert_eq!(
                     decoded,
@@ -553,7 +575,10 @@ fn run(data: &[u8]) {
                     }))
                 );
                 if case.other_scope != case.scope {
-                    assert!(pagination::decode(&made, &case.other_scope).is_err());
+                    assert!(
+                        pagination::decode(&page_key(), &page_scope(&case.other_scope), &made)
+                            .is_err()
+                    );
                 }
             } else {
                 assert!(decoded.is_err());

@@ -42,6 +42,31 @@ impl FieldViolation {
     }
 }
 
+/// The bad fields of a request: those listed in the details, and how many
+/// more were found but left out to keep the details small.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidFields {
+    /// The violations reported one by one, in request order.
+    pub listed: Vec<FieldViolation>,
+    /// Bad fields beyond `listed`, counted only.
+    pub unlisted: usize,
+}
+
+impl InvalidFields {
+    /// One bad field.
+    pub fn one(violation: FieldViolation) -> InvalidFields {
+        InvalidFields {
+            listed: vec![violation],
+            unlisted: 0,
+        }
+    }
+
+    /// The number of bad fields, listed or not.
+    pub fn count(&self) -> usize {
+        self.listed.len() + self.unlisted
+    }
+}
+
 /// Why the caller's JWT was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallerRejection {
@@ -92,7 +117,7 @@ impl ResourceRef {
 pub enum ServiceError {
     /// One or more fields are invalid; nothing was changed.
     #[error("{}", describe_violations(.0))]
-    InvalidArgument(Vec<FieldViolation>),
+    InvalidArgument(InvalidFields),
     /// The caller's JWT was refused.
     #[error("{}", match .0 {
         CallerRejection::Missing => "missing bearer JWT in the authorization metadata",
@@ -143,12 +168,16 @@ pub enum ServiceError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-fn describe_violations(violations: &[FieldViolation]) -> String {
-    match violations {
-        [one] => format!("invalid field {}: {}", one.location, one.message),
-        many => {
-            let fields: Vec<&str> = many.iter().map(|v| v.location.as_str()).collect();
-            format!("invalid fields: {}", fields.join(", "))
+fn describe_violations(fields: &InvalidFields) -> String {
+    match (fields.listed.as_slice(), fields.unlisted) {
+        ([one], 0) => format!("invalid field {}: {}", one.location, one.message),
+        (many, unlisted) => {
+            let names: Vec<&str> = many.iter().map(|v| v.location.as_str()).collect();
+            let mut text = format!("invalid fields: {}", names.join(", "));
+            if unlisted > 0 {
+                text.push_str(&format!(" and {unlisted} more"));
+            }
+            text
         }
     }
 }

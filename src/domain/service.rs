@@ -2,6 +2,7 @@
 //! then act. Time arrives as a parameter (`now`), so expiry is testable
 //! without sleeping.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,8 @@ use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
 use crate::domain::caller::{Caller, Permission};
 use crate::domain::error::{ResourceRef, ServiceError, TokenRejection};
 use crate::domain::kind::TokenKind;
-use crate::domain::pagination::{self, Cursor};
+use crate::domain::last_use::{LAST_USED_GRANULARITY, LastUseRecorder};
+use crate::domain::pagination::{self, Cursor, PageScope, PageTokenKey};
 use crate::domain::repository::{StoreError, TokenRepository};
 use crate::domain::secret::TokenSecret;
 use crate::domain::token::{
@@ -19,10 +21,6 @@ use crate::domain::token::{
     Visibility,
 };
 use crate::domain::validation::{self, KindInput, TimestampInput, Violations};
-
-/// How long `last_used_at` may lag: it is written at most once a minute per
-/// token, so authentication is a read almost every time.
-pub const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// What clients are told to wait when the database is unavailable.
 pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -127,9 +125,35 @@ pub struct Revoked {
     pub newly_revoked: bool,
 }
 
+/// Which token families a presented secret may belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptedFamilies {
+    /// Any family (AuthenticateToken).
+    Any,
+    /// Only this one (the metrics endpoint takes scrape tokens only).
+    Only(TokenKind),
+}
+
+impl AcceptedFamilies {
+    fn accepts(self, kind: TokenKind) -> bool {
+        match self {
+            AcceptedFamilies::Any => true,
+            AcceptedFamilies::Only(accepted) => accepted == kind,
+        }
+    }
+}
+
 /// Logs an audit event as a structured event with the stable target
 /// `tokend::audit`, after its transaction committed. No secret or hash is in
 /// it: the token carries neither.
+///
+/// Every string a caller chose (the JWT's `sub` and `org_id`, the request
+/// id, the token's name, the reason) is recorded as a `&str` value, never
+/// with `%` (Display, which would print it raw): the text format prints such
+/// values with `Debug`, quoted and with newlines, control and invisible
+/// characters escaped, and the JSON format as JSON strings. Either way a
+/// value cannot end the line, forge a field or another entry, or recolour a
+/// terminal.
 fn log_audit_event(
     event: AuditEventType,
     token: &Token,
@@ -139,12 +163,13 @@ fn log_audit_event(
     tracing::info!(
         target: "tokend::audit",
         event_type = event.as_str(),
-        org_id = %token.org_id,
-        actor = %audit.actor,
+        org_id = token.org_id.as_str(),
+        actor = audit.actor.as_str(),
         token_id = %token.token_id,
         token_numeric_id = token.id,
         token_kind = token.kind.as_str(),
-        request_id = %audit.request_id,
+        token_name = token.name.as_str(),
+        request_id = audit.request_id.as_str(),
         reason = reason.unwrap_or(""),
         "audit event"
     );
@@ -154,6 +179,11 @@ fn log_audit_event(
 #[derive(Debug)]
 pub struct TokenLifecycle<R> {
     repository: R,
+    last_use: LastUseRecorder,
+    /// The key of page tokens, shared by every replica through the
+    /// database; set once the schema is ready (see
+    /// [`TokenLifecycle::install_page_token_key`]).
+    page_token_key: OnceLock<PageTokenKey>,
 }
 
 impl From<StoreError> for ServiceError {
@@ -208,9 +238,36 @@ fn non_empty(value: &str) -> Option<String> {
 }
 
 impl<R: TokenRepository> TokenLifecycle<R> {
-    /// Wraps a repository.
-    pub fn new(repository: R) -> Self {
-        TokenLifecycle { repository }
+    /// Wraps a repository. Uses are recorded through `last_use`, whose
+    /// writer the caller runs. List calls answer UNAVAILABLE until
+    /// [`Self::install_page_token_key`] has been called.
+    pub fn new(repository: R, last_use: LastUseRecorder) -> Self {
+        TokenLifecycle {
+            repository,
+            last_use,
+            page_token_key: OnceLock::new(),
+        }
+    }
+
+    /// Gives the core the page-token key, once it has been read from the
+    /// database. Returns `false` (and keeps the first key) if a key was
+    /// already installed.
+    pub fn install_page_token_key(&self, key: PageTokenKey) -> bool {
+        self.page_token_key.set(key).is_ok()
+    }
+
+    /// The recorder of token uses (its counters, for diagnostics).
+    pub fn last_use(&self) -> &LastUseRecorder {
+        &self.last_use
+    }
+
+    fn page_token_key(&self) -> Result<&PageTokenKey, ServiceError> {
+        self.page_token_key
+            .get()
+            .ok_or_else(|| ServiceError::Unavailable {
+                retry_after: UNAVAILABLE_RETRY_AFTER,
+                source: "the page-token key has not been loaded from the database yet".into(),
+            })
     }
 
     /// The repository, for health checks.
@@ -380,8 +437,9 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             workspace_id: non_empty(&input.workspace_id),
             show_revoked: input.show_revoked,
         };
-        let scope = format!("tokens|{}|{filter:?}", caller.org_id);
-        let cursor = decode_page_token(&mut violations, &input.page_token, &scope);
+        let key = self.page_token_key()?;
+        let scope = tokens_page_scope(&caller.org_id, &filter);
+        let cursor = decode_page_token(&mut violations, key, &scope, &input.page_token);
         invalid(violations)?;
         let visibility = read_visibility(caller)?;
 
@@ -389,7 +447,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .repository
             .list_tokens(&caller.org_id, &visibility, &filter, cursor, limit + 1)
             .await?;
-        Ok(paginate(&mut tokens, limit, |t| t.id, &scope))
+        Ok(paginate(&mut tokens, limit, |t| t.id, key, &scope))
     }
 
     /// The four revoke RPCs. Idempotent: an already revoked token comes back
@@ -502,7 +560,8 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         }
     }
 
-    /// AuthenticateToken: checks a presented secret, in any organisation.
+    /// AuthenticateToken: checks a presented secret of any family, in any
+    /// organisation.
     pub async fn authenticate_token(
         &self,
         caller: &Caller,
@@ -510,24 +569,35 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         presented: &str,
     ) -> Result<Token, ServiceError> {
         require(caller, Permission::TokensIntrospect)?;
-        self.authenticate_secret(now, presented).await
+        self.authenticate_secret(now, presented, AcceptedFamilies::Any)
+            .await
     }
 
     /// Checks a presented secret without a caller: the core of
-    /// AuthenticateToken, also used by the metrics endpoint for scrape tokens.
-    /// The checksum rejects malformed input before any database read; a valid
-    /// secret costs one indexed read, plus one write at most once a minute.
+    /// AuthenticateToken, also used by the metrics endpoint for scrape
+    /// tokens. The checksum rejects malformed input before any database
+    /// read. A token of a family that `accepted` excludes is `Unknown`
+    /// whatever its state, decided from the secret's prefix before any read
+    /// (and checked again on the row), so nothing about it is revealed or
+    /// written. A valid secret costs one indexed read; its use is handed to
+    /// the background writer (at most once a minute per token), which can
+    /// neither fail nor delay the answer.
     pub async fn authenticate_secret(
         &self,
         now: DateTime<Utc>,
         presented: &str,
+        accepted: AcceptedFamilies,
     ) -> Result<Token, ServiceError> {
         let secret = TokenSecret::parse(presented)
             .map_err(|why| ServiceError::TokenRejected(TokenRejection::Malformed(why)))?;
+        if !accepted.accepts(secret.kind()) {
+            return Err(ServiceError::TokenRejected(TokenRejection::Unknown));
+        }
         let mut token = self
             .repository
             .find_by_hash(&secret.hash())
             .await?
+            .filter(|token| accepted.accepts(token.kind))
             .ok_or(ServiceError::TokenRejected(TokenRejection::Unknown))?;
         match token.state_at(now) {
             TokenState::Revoked => {
@@ -540,9 +610,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         }
         let stale_before = now - LAST_USED_GRANULARITY;
         if token.last_used_at.is_none_or(|at| at < stale_before) {
-            self.repository
-                .touch_last_used(token.id, now, stale_before)
-                .await?;
+            self.last_use.record(token.id, now);
             token.last_used_at = Some(now);
         }
         Ok(token)
@@ -569,8 +637,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             parsed
         };
         let limit = validation::check_page_size(&mut violations, input.page_size);
-        let scope = format!("audit|{}|{}", caller.org_id, input.event_type);
-        let cursor = decode_page_token(&mut violations, &input.page_token, &scope);
+        let key = self.page_token_key()?;
+        let scope = PageScope::new("audit_events")
+            .with_text("org_id", &caller.org_id)
+            .with_optional_text("event_type", event_type.map(AuditEventType::as_str));
+        let cursor = decode_page_token(&mut violations, key, &scope, &input.page_token);
         invalid(violations)?;
         require(caller, Permission::Admin)?;
 
@@ -578,7 +649,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .repository
             .list_audit_events(&caller.org_id, event_type, cursor, limit + 1)
             .await?;
-        Ok(paginate(&mut events, limit, |e| e.id, &scope))
+        Ok(paginate(&mut events, limit, |e| e.id, key, &scope))
     }
 
     /// Token counts of one organisation, for its scrape token's metrics.
@@ -591,8 +662,27 @@ impl<R: TokenRepository> TokenLifecycle<R> {
     }
 }
 
-fn decode_page_token(violations: &mut Violations, token: &str, scope: &str) -> Option<i64> {
-    match pagination::decode(token, scope) {
+/// The scope of a ListTokens page token: the organisation and every filter,
+/// each by its stable name (`TokenKind::as_str`, never `Debug`).
+fn tokens_page_scope(org_id: &str, filter: &TokenFilter) -> PageScope {
+    PageScope::new("tokens")
+        .with_text("org_id", org_id)
+        .with_optional_text("kind", filter.kind.map(TokenKind::as_str))
+        .with_optional_text(
+            "service_account_slug",
+            filter.service_account_slug.as_deref(),
+        )
+        .with_optional_text("workspace_id", filter.workspace_id.as_deref())
+        .with_flag("show_revoked", filter.show_revoked)
+}
+
+fn decode_page_token(
+    violations: &mut Violations,
+    key: &PageTokenKey,
+    scope: &PageScope,
+    token: &str,
+) -> Option<i64> {
+    match pagination::decode(key, scope, token) {
         Ok(cursor) => cursor.map(|c| c.after_id),
         Err(pagination::InvalidPageToken) => {
             violations.push(
@@ -606,16 +696,23 @@ fn decode_page_token(violations: &mut Violations, token: &str, scope: &str) -> O
 }
 
 /// Trims the extra row fetched to learn whether another page exists.
-fn paginate<T>(items: &mut Vec<T>, limit: u64, id_of: impl Fn(&T) -> i64, scope: &str) -> Page<T> {
+fn paginate<T>(
+    items: &mut Vec<T>,
+    limit: u64,
+    id_of: impl Fn(&T) -> i64,
+    key: &PageTokenKey,
+    scope: &PageScope,
+) -> Page<T> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let next_page_token = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|last| {
             pagination::encode(
+                key,
+                scope,
                 Cursor {
                     after_id: id_of(last),
                 },
-                scope,
             )
         })
     } else {
@@ -624,5 +721,136 @@ fn paginate<T>(items: &mut Vec<T>, limit: u64, id_of: impl Fn(&T) -> i64, scope:
     Page {
         items: std::mem::take(items),
         next_page_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A `MakeWriter` that keeps everything written, for reading back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn token(org_id: &str, name: &str) -> Token {
+        Token {
+            id: 7,
+            token_id: Uuid::nil(),
+            kind: TokenKind::Scrape,
+            org_id: org_id.to_owned(),
+            name: name.to_owned(),
+            owner_user_id: "owner".to_owned(),
+            service_account_slug: None,
+            workspace_id: None,
+            scopes: Vec::new(),
+            created_at: DateTime::UNIX_EPOCH,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            created_by: "owner".to_owned(),
+            revoked_by: None,
+            revoke_reason: None,
+        }
+    }
+
+    const HOSTILE: &str =
+        "mallory\n2026-01-01T00:00:00Z INFO audit event actor=admin \u{1b}[2K\u{202e}nimda\u{200b}";
+
+    const CALLER_FIELDS: [&str; 5] = ["actor", "org_id", "request_id", "reason", "token_name"];
+
+    /// The audit log line for an event whose every caller string is `HOSTILE`,
+    /// as a subscriber built by `subscriber` writes it.
+    fn audit_line<S>(subscriber: impl FnOnce(Captured) -> S) -> String
+    where
+        S: tracing::Subscriber + Send + Sync + 'static,
+    {
+        let captured = Captured::default();
+        tracing::subscriber::with_default(subscriber(captured.clone()), || {
+            log_audit_event(
+                AuditEventType::ScrapeTokenRevoked,
+                &token(HOSTILE, HOSTILE),
+                &AuditContext {
+                    actor: HOSTILE.to_owned(),
+                    request_id: HOSTILE.to_owned(),
+                    now: DateTime::UNIX_EPOCH,
+                },
+                Some(HOSTILE),
+            );
+        });
+        let bytes = captured
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// In the JSON format every caller string is one JSON string that
+    /// decodes to exactly what the caller sent, on one line.
+    #[test]
+    fn the_json_audit_log_line_holds_caller_strings_as_json_strings() {
+        let text = audit_line(|writer| {
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(writer)
+                .finish()
+        });
+        assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        for field in CALLER_FIELDS {
+            assert_eq!(value["fields"][field], HOSTILE, "{field}: {text:?}");
+        }
+    }
+
+    /// Every caller-chosen string reaches a text log escaped: a newline
+    /// cannot start a forged entry, an ANSI sequence cannot recolour the
+    /// terminal, a bidi override cannot reorder what an operator reads.
+    #[test]
+    fn the_audit_log_line_escapes_every_caller_string() {
+        let text = audit_line(|writer| {
+            tracing_subscriber::fmt()
+                .with_writer(writer)
+                .with_ansi(false)
+                .finish()
+        });
+        assert!(text.contains("audit event"), "{text:?}");
+        assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
+        assert!(text.ends_with('\n'));
+        for raw in ['\u{1b}', '\u{202e}', '\u{200b}'] {
+            assert!(!text.contains(raw), "{raw:?} unescaped in {text:?}");
+        }
+        for field in CALLER_FIELDS {
+            assert!(
+                text.contains(&format!("{field}=\"mallory\\n2026")),
+                "{field} not escaped: {text:?}"
+            );
+        }
+        assert!(text.contains("\\u{202e}nimda\\u{200b}"), "{text:?}");
     }
 }

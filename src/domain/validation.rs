@@ -3,9 +3,10 @@
 //! fields learns about all of them at once, and nothing is written.
 
 use chrono::{DateTime, Utc};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
-use crate::domain::error::FieldViolation;
+use crate::domain::error::{FieldViolation, InvalidFields};
 use crate::domain::kind::TokenKind;
 
 /// A `kind` field as received: the core decides what is acceptable.
@@ -53,18 +54,69 @@ impl Violations {
     }
 
     /// The violations, or `Ok(())` if there are none.
-    pub fn into_result(mut self) -> Result<(), Vec<FieldViolation>> {
+    pub fn into_result(self) -> Result<(), InvalidFields> {
         if self.reported.is_empty() {
             return Ok(());
         }
-        if self.omitted > 0 {
-            self.reported.push(FieldViolation::new(
-                "request",
-                format!("{} more invalid field(s) not listed", self.omitted),
-                "",
-            ));
+        Err(InvalidFields {
+            listed: self.reported,
+            unlisted: self.omitted,
+        })
+    }
+}
+
+/// Whether `c` may not appear in any text field: a control character
+/// (general category Cc: C0, DEL, C1) or a format character (Cf: bidi
+/// overrides and isolates such as U+202E, zero-width characters such as
+/// U+200B and U+FEFF, the soft hyphen, tag characters). Such characters
+/// are invisible or reorder what is displayed, so a name that contains them
+/// can look like another name, and a log line can be made to lie.
+///
+/// The Cf table comes from `unicode-properties` (unicode-rs, already built
+/// as part of the PostgreSQL driver), which follows each Unicode release;
+/// a hand-kept list would silently age.
+pub fn is_control_or_format(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// Earliest instant accepted in a timestamp field, exclusive: the Unix
+/// epoch.
+pub const MIN_TIMESTAMP: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+/// Seconds from the epoch to 10000-01-01T00:00:00Z.
+const YEAR_10000_SECONDS: i64 = 253_402_300_800;
+
+/// First instant not accepted in a timestamp field: 10000-01-01T00:00:00Z.
+/// Timestamps are stored on SQLite as RFC 3339 text and compared as text;
+/// within years 1970–9999 that order is the order of time, beyond it
+/// (`+10000-…`) it is not.
+pub fn max_timestamp_exclusive() -> DateTime<Utc> {
+    DateTime::from_timestamp(YEAR_10000_SECONDS, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A timestamp field: strictly after 1970-01-01T00:00:00Z and strictly
+/// before 10000-01-01T00:00:00Z. Returns the instant if it is in range.
+pub fn check_timestamp(
+    violations: &mut Violations,
+    location: &str,
+    value: TimestampInput,
+) -> Option<DateTime<Utc>> {
+    match value {
+        TimestampInput::Valid(at) if at > MIN_TIMESTAMP && at < max_timestamp_exclusive() => {
+            Some(at)
         }
-        Err(self.reported)
+        TimestampInput::Valid(at) => {
+            violations.push(
+                location,
+                "must be after 1970-01-01T00:00:00Z and before 10000-01-01T00:00:00Z",
+                &at.to_rfc3339(),
+            );
+            None
+        }
+        TimestampInput::OutOfRange => {
+            violations.push(location, "is not a valid timestamp", "");
+            None
+        }
     }
 }
 
@@ -115,27 +167,27 @@ pub fn check_workspace_id(violations: &mut Violations, location: &str, value: &s
     }
 }
 
-/// `key_name`, `name`: 1–100 characters, no control characters.
+/// `key_name`, `name`: 1–100 characters, no control or format characters.
 pub fn check_name(violations: &mut Violations, location: &str, value: &str) {
     let chars = value.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+    if chars == 0 || chars > MAX_NAME_CHARS || value.chars().any(is_control_or_format) {
         violations.push(
             location,
-            "must be 1–100 characters with no control characters",
+            "must be 1–100 characters with no control or format characters",
             value,
         );
     }
 }
 
-/// `reason`: optional, at most 500 characters, no control characters but
-/// newline. Returns the reason to store (`None` when empty).
+/// `reason`: optional, at most 500 characters, no control or format
+/// characters but newline. Returns the reason to store (`None` when empty).
 pub fn check_reason(violations: &mut Violations, value: &str) -> Option<String> {
     if value.chars().count() > MAX_REASON_CHARS
-        || value.chars().any(|c| c.is_control() && c != '\n')
+        || value.chars().any(|c| c != '\n' && is_control_or_format(c))
     {
         violations.push(
             "reason",
-            "must be at most 500 characters with no control characters other than newline",
+            "must be at most 500 characters with no control or format characters other than newline",
             value,
         );
     }
@@ -170,24 +222,19 @@ pub fn check_scopes(violations: &mut Violations, scopes: &[String]) {
     }
 }
 
-/// `expire_time`: optional, in the future.
+/// `expire_time`: optional, a timestamp in range (see [`check_timestamp`])
+/// and in the future.
 pub fn check_expire_time(
     violations: &mut Violations,
     value: Option<TimestampInput>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match value {
-        None => None,
-        Some(TimestampInput::OutOfRange) => {
-            violations.push("expire_time", "is not a valid timestamp", "");
-            None
-        }
-        Some(TimestampInput::Valid(at)) if at <= now => {
-            violations.push("expire_time", "must be in the future", &at.to_rfc3339());
-            None
-        }
-        Some(TimestampInput::Valid(at)) => Some(at),
+    let at = check_timestamp(violations, "expire_time", value?)?;
+    if at <= now {
+        violations.push("expire_time", "must be in the future", &at.to_rfc3339());
+        return None;
     }
+    Some(at)
 }
 
 /// `id`: ≥ 1.
@@ -258,7 +305,7 @@ mod tests {
     fn violations_of(check: impl FnOnce(&mut Violations)) -> usize {
         let mut violations = Violations::default();
         check(&mut violations);
-        violations.into_result().err().map_or(0, |v| v.len())
+        violations.into_result().err().map_or(0, |v| v.count())
     }
 
     #[test]
@@ -320,5 +367,88 @@ mod tests {
         assert_eq!(violations_of(|v| check_scopes(v, &scopes)), 2);
         let many = vec!["a".to_owned(); 51];
         assert_eq!(violations_of(|v| check_scopes(v, &many)), 1);
+    }
+
+    #[test]
+    fn control_and_format_characters_are_refused_in_every_free_text_field() {
+        // Cc: C0, DEL, C1 (NEL); Cf: soft hyphen, Arabic number sign,
+        // zero-width space and joiner, LRM, bidi embeddings and overrides,
+        // word joiner, isolates, BOM, interlinear annotation, tag characters.
+        let refused = [
+            '\u{0}',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{ad}',
+            '\u{600}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{e0001}',
+            '\u{e0041}',
+        ];
+        for c in refused {
+            assert!(is_control_or_format(c), "{c:?}");
+            let text = format!("a{c}b");
+            assert_eq!(violations_of(|v| check_name(v, "n", &text)), 1, "{c:?}");
+            assert_eq!(
+                violations_of(|v| {
+                    check_reason(v, &text);
+                }),
+                1,
+                "{c:?}"
+            );
+        }
+        // Letters, marks, spaces and symbols of every script stay allowed.
+        for c in [
+            'a',
+            'é',
+            '\u{301}',
+            ' ',
+            '\u{a0}',
+            '—',
+            '日',
+            '\u{1f600}',
+            'ß',
+            'א',
+        ] {
+            assert!(!is_control_or_format(c), "{c:?}");
+        }
+        assert_eq!(violations_of(|v| check_name(v, "n", "a\nb")), 1);
+    }
+
+    #[test]
+    fn timestamps_must_lie_between_1970_and_the_year_10000() {
+        let at = |seconds: i64, nanos: u32| {
+            DateTime::from_timestamp(seconds, nanos)
+                .map_or(TimestampInput::OutOfRange, TimestampInput::Valid)
+        };
+        let check = |input| {
+            let mut violations = Violations::default();
+            let accepted = check_timestamp(&mut violations, "t", input);
+            (accepted.is_some(), violations_of(|v| *v = violations))
+        };
+        assert_eq!(check(at(0, 0)), (false, 1), "the epoch itself");
+        assert_eq!(check(at(-1, 0)), (false, 1), "before the epoch");
+        assert_eq!(check(at(0, 1)), (true, 0), "just after the epoch");
+        assert_eq!(
+            check(at(YEAR_10000_SECONDS - 1, 999_999_999)),
+            (true, 0),
+            "the last instant of 9999"
+        );
+        assert_eq!(check(at(YEAR_10000_SECONDS, 0)), (false, 1), "year 10000");
+        assert_eq!(check(at(YEAR_10000_SECONDS * 10, 0)), (false, 1));
+        assert_eq!(check(TimestampInput::OutOfRange), (false, 1));
+        assert_eq!(
+            max_timestamp_exclusive().to_rfc3339(),
+            "+10000-01-01T00:00:00+00:00"
+        );
     }
 }

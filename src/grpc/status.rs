@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -14,6 +15,28 @@ use crate::grpc::proto::{FieldError, Problem};
 
 /// The ErrorInfo domain of every tokend error.
 pub const ERROR_DOMAIN: &str = "tokend";
+
+/// The location of the summary entry that stands for the bad fields not
+/// listed one by one (see `MAX_REPORTED_VIOLATIONS`).
+pub const UNLISTED_FIELDS_LOCATION: &str = "request";
+
+/// Every byte but the RFC 3986 unreserved characters is percent-encoded in
+/// `Problem.instance`, so that any request id a caller chose (spaces,
+/// quotes, `%`, `#`, …) still makes a valid URI reference.
+const INSTANCE_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `Problem.instance` of a request: `urn:tokend:request:<request id,
+/// percent-encoded>`. A UUID is unchanged by the encoding.
+pub fn problem_instance(request_id: &str) -> String {
+    format!(
+        "urn:tokend:request:{}",
+        utf8_percent_encode(request_id, INSTANCE_ENCODE_SET)
+    )
+}
 
 /// One kind of problem: its stable type URI, title and reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,8 +186,8 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
     let mut field_errors: Vec<FieldError> = Vec::new();
 
     match error {
-        ServiceError::InvalidArgument(violations) => {
-            for violation in violations {
+        ServiceError::InvalidArgument(fields) => {
+            for violation in &fields.listed {
                 details.add_bad_request_violation(&violation.location, &violation.message);
                 field_errors.push(FieldError {
                     location: violation.location.clone(),
@@ -172,7 +195,18 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
                     value: violation.value.clone(),
                 });
             }
-            metadata.insert("fieldCount".to_owned(), violations.len().to_string());
+            if fields.unlisted > 0 {
+                // One summary entry in BadRequest and Problem.errors; the
+                // legacy map is field → message and gets none.
+                let summary = format!("{} more invalid field(s) not listed", fields.unlisted);
+                details.add_bad_request_violation(UNLISTED_FIELDS_LOCATION, &summary);
+                field_errors.push(FieldError {
+                    location: UNLISTED_FIELDS_LOCATION.to_owned(),
+                    message: summary,
+                    value: String::new(),
+                });
+            }
+            metadata.insert("fieldCount".to_owned(), fields.count().to_string());
         }
         ServiceError::Unauthenticated(_) | ServiceError::TokenRejected(_) => {}
         ServiceError::PermissionDenied { permission } => {
@@ -218,6 +252,8 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
 /// Assembles the status: tonic-types encodes the standard details, then the
 /// `Problem` is appended to the decoded `google.rpc.Status` (tonic-types has
 /// no slot for a custom detail) and the whole is re-encoded.
+/// The deprecated `Problem.details` map (field → message) holds the bad
+/// fields only, never the summary entry of unlisted ones.
 pub fn build_status(
     problem_kind: ProblemKind,
     message: &str,
@@ -231,10 +267,11 @@ pub fn build_status(
         title: problem_kind.title.to_owned(),
         status: i32::from(problem_kind.http_status),
         detail: message.to_owned(),
-        instance: format!("urn:tokend:request:{request_id}"),
+        instance: problem_instance(request_id),
         request_id: request_id.to_owned(),
         details: field_errors
             .iter()
+            .filter(|e| e.location != UNLISTED_FIELDS_LOCATION)
             .map(|e| (e.location.clone(), e.message.clone()))
             .collect(),
         errors: field_errors,

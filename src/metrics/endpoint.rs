@@ -14,7 +14,7 @@ use crate::domain::error::TokenRejection;
 use crate::identity::bearer_token;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Clock, ServiceError, Token, TokenKind, TokenLifecycle};
+use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
 use crate::metrics::Metrics;
 use crate::store::SeaStore;
 
@@ -140,7 +140,12 @@ async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
         return problem(Refusal::Missing, &request_id);
     };
     let now = state.clock.now();
-    let refusal = match state.lifecycle.authenticate_secret(now, presented).await {
+    let scrape_only = AcceptedFamilies::Only(TokenKind::Scrape);
+    let refusal = match state
+        .lifecycle
+        .authenticate_secret(now, presented, scrape_only)
+        .await
+    {
         Ok(token) if token.kind == TokenKind::Scrape => {
             return render(&state, &token, now, &request_id).await;
         }

@@ -18,6 +18,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+use crate::domain::pagination::PageTokenKey;
 use crate::domain::repository::StoreError;
 
 /// Advisory lock key serialising migrations across replicas ("tokend" in ASCII).
@@ -115,6 +116,27 @@ impl SeaStore {
                 .await
                 .map_err(classify),
         }
+    }
+
+    /// Reads the page-token key that the migrations stored. Called once the
+    /// migrations are applied; the core gets the key as a value.
+    pub async fn load_page_token_key(&self) -> Result<PageTokenKey, StoreError> {
+        use sea_orm::EntityTrait;
+        let row = entity::page_token_key::Entity::find_by_id(1)
+            .one(&self.db)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Other("the page_token_key table has no key row".into()))?;
+        PageTokenKey::from_slice(&row.secret).ok_or_else(|| {
+            StoreError::Other(
+                format!(
+                    "the page-token key is {} bytes, not {}",
+                    row.secret.len(),
+                    PageTokenKey::LEN
+                )
+                .into(),
+            )
+        })
     }
 
     /// Closes the pool.

@@ -28,6 +28,7 @@ import secrets
 import subprocess
 import sys
 import traceback
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -51,6 +52,10 @@ TRAILER_HARD_LIMIT = 16 * 1024
 # What "far below the limit" means for ordinary errors.
 TYPICAL_DETAILS_BUDGET = 4 * 1024
 MAX_ECHOED_VALUE_CHARS = 64
+# At most this many field violations are listed; a last entry with location
+# UNLISTED_LOCATION counts the others.
+MAX_LISTED_VIOLATIONS = 20
+UNLISTED_LOCATION = "request"
 
 C = grpc.StatusCode
 
@@ -315,7 +320,11 @@ class Client:
             expect_eq(echoed[0], request_id, f"{what}: echoed x-request-id metadata")
         expect_eq(p.request_id, request_id, f"{what}: Problem.request_id")
         expect_eq(d.request_info.request_id, request_id, f"{what}: RequestInfo.request_id")
-        expect_eq(p.instance, f"urn:tokend:request:{request_id}", f"{what}: Problem.instance")
+        expect_eq(
+            p.instance,
+            f"urn:tokend:request:{urllib.parse.quote(request_id, safe='')}",
+            f"{what}: Problem.instance (the request id percent-encoded)",
+        )
 
         # Which details accompany this kind.
         expect_eq(set(d.others), set(kind.extra_details), f"{what}: accompanying detail types")
@@ -326,11 +335,25 @@ class Client:
             pairs_bad_request = [(v.field, v.description) for v in violations.field_violations]
             pairs_problem = [(e.location, e.message) for e in p.errors]
             expect_eq(pairs_problem, pairs_bad_request, f"{what}: Problem.errors vs BadRequest.field_violations")
-            expect_eq(dict(p.details), dict(pairs_problem), f"{what}: deprecated Problem.details map vs errors")
-            expect_eq(d.error_info.metadata["fieldCount"], str(len(p.errors)), f"{what}: ErrorInfo fieldCount")
+            # Past 20 bad fields a last entry `request` counts the rest: it is
+            # not a field, so it is not in the legacy map, and fieldCount is
+            # the real number of bad fields.
+            listed = [(loc, msg) for loc, msg in pairs_problem if loc != UNLISTED_LOCATION]
+            summaries = [e for e in p.errors if e.location == UNLISTED_LOCATION]
+            expect(len(summaries) <= 1, f"{what}: more than one summary entry")
+            unlisted = 0
+            if summaries:
+                expect_eq(p.errors[-1].location, UNLISTED_LOCATION, f"{what}: the summary entry comes last")
+                expect_eq(len(listed), MAX_LISTED_VIOLATIONS, f"{what}: a summary before the list is full")
+                unlisted = int(summaries[0].message.split(" ", 1)[0])
+                expect(unlisted > 0, f"{what}: a summary of no field")
+            expect_eq(dict(p.details), dict(listed), f"{what}: deprecated Problem.details map vs errors")
+            expect_eq(d.error_info.metadata["fieldCount"], str(len(listed) + unlisted), f"{what}: ErrorInfo fieldCount")
             if fields is not None:
                 expect_eq([loc for loc, _ in pairs_problem], fields, f"{what}: bad field locations")
             for e in p.errors:
+                if e.location == UNLISTED_LOCATION:
+                    continue
                 expect(e.message != "", f"{what}: empty message for field {e.location}")
                 expect(e.location in p.detail, f"{what}: status message does not name field {e.location}")
         else:

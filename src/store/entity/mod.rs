@@ -1,4 +1,5 @@
 //! sea-orm entities: the tables as the store reads and writes them.
 
 pub mod audit_event;
+pub mod page_token_key;
 pub mod token;

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_tokens;
+mod m20261130_000001_create_page_token_key;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_create_tokens::Migration)]
+        vec![
+            Box::new(m20261126_000001_create_tokens::Migration),
+            Box::new(m20261130_000001_create_page_token_key::Migration),
+        ]
     }
 }

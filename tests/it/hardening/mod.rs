@@ -16,10 +16,22 @@
 //! - `enumeration`: another org's id and a missing id look the same.
 //! - `properties`: proptest properties, and randomized revoke and
 //!   pagination on a server.
+//! - `page_tokens`: edited, forged and reused page tokens; replicas share
+//!   the key.
+//! - `stored_times`: the timestamp range, and stored times ordering as time.
+//! - `text_fields`: control and format characters in every text field.
+//! - `authentication`: another family's token at the metrics endpoint;
+//!   recording a use never fails or delays authentication.
+//! - `details`: `Problem.instance` from any request id; the real field count.
 
+pub(crate) mod authentication;
 mod deadlines;
+mod details;
 mod enumeration;
 mod frames;
 mod jwt_headers;
 mod limits;
+mod page_tokens;
 mod properties;
+mod stored_times;
+mod text_fields;
