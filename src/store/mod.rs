@@ -4,6 +4,9 @@
 pub mod entity;
 pub mod migration;
 mod queries;
+mod seed;
+
+pub use seed::{SeedHistory, SeededRevocation};
 
 use std::time::Duration;
 

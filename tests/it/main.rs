@@ -18,3 +18,4 @@ mod identity;
 mod lifecycle;
 mod operations;
 mod postgres;
+mod seed;
