@@ -1,7 +1,7 @@
 //! Storage with sea-orm: connection set-up, migrations, and the queries behind
 //! [`TokenRepository`]. The only module that knows SQL exists.
 
-pub mod entity;
+pub(crate) mod entity;
 pub mod migration;
 mod queries;
 mod seed;
