@@ -4,12 +4,12 @@
 #   bash bench/h2load.sh                      # SQLite, 1M tokens
 #   BACKEND=postgres TOKENS=10000 bash bench/h2load.sh
 #
-# The load harness seeds and starts tokend, exports the addresses, one hit
-# secret and the gateway JWT, then pauses while h2load runs; afterwards the
-# harness measures health-check and auth-hit itself on the same server, so
-# both figures come from one run. h2load counts HTTP 200s only: a gRPC error
-# is also a 200, so the server's tokend_grpc_requests_total{code} counters are
-# read before and after.
+# The load tool (tools/load) seeds and starts tokend, exports the addresses,
+# one hit secret and the gateway JWT, then pauses while h2load runs;
+# afterwards it measures health-check and auth-hit itself on the same server,
+# so both figures come from one run. h2load counts HTTP 200s only: a gRPC
+# error is also a 200, so the server's tokend_grpc_requests_total{code}
+# counters are read before and after.
 # Needs: apt-get install -y nghttp2-client (h2load), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 pause=$((WARMUP + DURATION + 15))
 
-cargo bench --bench load -- --backend "$BACKEND" --tokens "$TOKENS" \
+cargo build --release --workspace # tokend and tokend-load, side by side
+"${CARGO_TARGET_DIR:-target}/release/tokend-load" --backend "$BACKEND" --tokens "$TOKENS" \
   --export "$work/env" --pause "${pause}s" --workloads health,auth-hit \
   --warmup "${WARMUP}s" --duration "${DURATION}s" >"$work/harness.txt" 2>&1 &
 harness=$!

@@ -3,9 +3,12 @@
 //!
 //! [`TokenRepository`]: crate::domain::repository::TokenRepository
 
-pub mod entity;
+pub(crate) mod entity;
 pub mod migration;
 mod queries;
+mod seed;
+
+pub use seed::{SeedHistory, SeededRevocation};
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -20,3 +20,4 @@ mod identity;
 mod lifecycle;
 mod operations;
 mod postgres;
+mod seed;
