@@ -154,6 +154,15 @@ fn log_audit_event(
 #[derive(Debug)]
 pub struct TokenLifecycle<R> {
     repository: R,
+    authentications: Option<std::sync::Arc<dyn AuthenticationObserver>>,
+}
+
+/// Told of every presented secret that matched a token (for each
+/// organisation's metrics). A secret that matches nothing belongs to no
+/// organisation and is not reported.
+pub trait AuthenticationObserver: Send + Sync + std::fmt::Debug {
+    /// `token` was presented while in `state`.
+    fn observe(&self, token: &Token, state: TokenState);
 }
 
 impl From<StoreError> for ServiceError {
@@ -210,7 +219,19 @@ fn non_empty(value: &str) -> Option<String> {
 impl<R: TokenRepository> TokenLifecycle<R> {
     /// Wraps a repository.
     pub fn new(repository: R) -> Self {
-        TokenLifecycle { repository }
+        TokenLifecycle {
+            repository,
+            authentications: None,
+        }
+    }
+
+    /// Reports every authentication of an existing token to `observer`.
+    pub fn with_authentication_observer(
+        mut self,
+        observer: std::sync::Arc<dyn AuthenticationObserver>,
+    ) -> Self {
+        self.authentications = Some(observer);
+        self
     }
 
     /// The repository, for health checks.
@@ -529,7 +550,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .find_by_hash(&secret.hash())
             .await?
             .ok_or(ServiceError::TokenRejected(TokenRejection::Unknown))?;
-        match token.state_at(now) {
+        let state = token.state_at(now);
+        if let Some(observer) = &self.authentications {
+            observer.observe(&token, state);
+        }
+        match state {
             TokenState::Revoked => {
                 return Err(ServiceError::TokenRejected(TokenRejection::Revoked));
             }

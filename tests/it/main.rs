@@ -14,7 +14,10 @@ mod support;
 
 mod errors;
 mod hardening;
+mod http_client;
 mod identity;
 mod lifecycle;
+mod listener_limits;
+mod metrics;
 mod operations;
 mod postgres;
