@@ -52,7 +52,7 @@ open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + messag
 PY
 
 counters() {
-  curl -sf -H "Authorization: Bearer $METRICS_SECRET" "http://$HTTP_ADDR/api/metrics/prometheus" |
+  curl -sf -H "Authorization: Bearer $METRICS_SECRET" "http://$HTTP_ADDR/metrics" |
     grep '^tokend_grpc_requests_total{.*AuthenticateToken' || true
 }
 counters >"$work/before.txt"

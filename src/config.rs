@@ -14,6 +14,13 @@ fn duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 5m, 1h)"))
 }
 
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match duration(value)? {
+        zero if zero.is_zero() => Err("must be more than zero".to_owned()),
+        positive => Ok(positive),
+    }
+}
+
 /// tokend: issues, verifies and revokes API tokens over gRPC.
 #[derive(Debug, Parser)]
 #[command(
@@ -144,6 +151,26 @@ pub struct ServeArgs {
     /// Burst per caller.
     #[arg(long, env = "TOKEND_RATE_LIMIT_BURST", default_value_t = 20_000)]
     pub rate_limit_burst: u32,
+    /// Failed authentications (bad or missing JWTs on gRPC, 401s of the
+    /// metrics endpoint) per minute per peer address, after the burst; a
+    /// peer over it is refused before its credentials are checked (0: no
+    /// limit).
+    #[arg(long, env = "TOKEND_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications a peer address may make in a row.
+    #[arg(long, env = "TOKEND_AUTH_FAILURE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failure_burst: u32,
+    /// How long an HTTP client may take to send a request's headers; also
+    /// how long an idle keep-alive connection stays open.
+    #[arg(long, env = "TOKEND_HTTP_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub http_header_read_timeout: Duration,
+    /// Most connections open at once on the HTTP listener; more wait to be
+    /// accepted.
+    #[arg(long, env = "TOKEND_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
+    /// Largest HTTP request body, in bytes (413 beyond it).
+    #[arg(long, env = "TOKEND_HTTP_MAX_BODY_SIZE", default_value_t = 64 * 1024)]
+    pub http_max_body_size: usize,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TOKEND_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
@@ -153,7 +180,7 @@ pub struct ServeArgs {
     /// Largest decoded request message, in bytes.
     #[arg(long, env = "TOKEND_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
     pub max_message_size: usize,
-    /// Server-side deadline for one call.
+    /// Server-side deadline for one call (gRPC) or request (HTTP).
     #[arg(long, env = "TOKEND_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
     /// Calls in flight per connection before new ones are shed.

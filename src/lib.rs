@@ -9,7 +9,9 @@
 pub mod config;
 pub mod data_dir;
 pub mod domain;
+pub mod failed_auth;
 pub mod grpc;
+pub mod http_listener;
 pub mod identity;
 pub mod metrics;
 pub mod server;

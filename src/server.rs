@@ -20,15 +20,17 @@ use crate::config::ServeArgs;
 use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder};
 use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, TokenLifecycle};
+use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::auth::AuthInterceptor;
 use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenServiceServer;
 use crate::grpc::request_context::RequestContextLayer;
 use crate::grpc::service::TokenApi;
+use crate::http_listener::{self, HttpLimits};
 use crate::identity::secret_file::{self, SecretOrigin};
 use crate::identity::{HsSecret, JwtVerifier, KeyRing};
 use crate::metrics::endpoint::{self, MetricsState};
-use crate::metrics::{Metrics, RpcObserver};
+use crate::metrics::{Metrics, OrgAuthentications, RpcObserver, ServedMethods};
 use crate::store::SeaStore;
 
 /// The readiness service name (docs/reference.md, "Health").
@@ -211,13 +213,51 @@ async fn watch_jwks(
     }
 }
 
-/// Periodically drops rate-limiter state of callers that went quiet.
-async fn forget_idle_callers(limiter: Arc<CallerRateLimiter>, mut shutdown: watch::Receiver<bool>) {
+/// Periodically drops rate-limiter state of callers and peers that went
+/// quiet.
+async fn forget_idle_callers(
+    limiter: Arc<CallerRateLimiter>,
+    failed_auth: Arc<FailedAuthLimiter>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(10)) => limiter.forget_idle(),
+            () = tokio::time::sleep(Duration::from_secs(10)) => {
+                limiter.forget_idle();
+                failed_auth.forget_idle();
+            }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The gRPC services and the `method` label values, built together: a
+/// service is routed and its methods (read from the descriptors that
+/// describe it) become label values in one step, so the label set is
+/// exactly what is served.
+#[derive(Default)]
+struct GrpcServices {
+    routes: tonic::service::RoutesBuilder,
+    methods: ServedMethods,
+}
+
+impl GrpcServices {
+    fn add<S>(&mut self, service: S, file_descriptor_set: &[u8]) -> Result<(), StartupError>
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.methods
+            .add_service(S::NAME, file_descriptor_set)
+            .map_err(|e| StartupError::new("gRPC services", e))?;
+        self.routes.add_service(service);
+        Ok(())
     }
 }
 
@@ -251,7 +291,7 @@ pub async fn start(
             "must start with sqlite:// or postgres://",
         ));
     }
-    let store = SeaStore::connect_lazy(&settings).await.map_err(|e| {
+    let mut store = SeaStore::connect_lazy(&settings).await.map_err(|e| {
         StartupError::new(
             "--database-url (DATABASE_URL)",
             format!(
@@ -266,8 +306,16 @@ pub async fn start(
     // never fails or delays an authentication.
     let (last_use, last_use_writer) = LastUseRecorder::new(LAST_USE_QUEUE_CAPACITY);
     tokio::spawn(last_use_writer.run(store.clone()));
-    let lifecycle = Arc::new(TokenLifecycle::new(store.clone(), last_use));
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::new("metrics", e))?);
+    let statements = metrics.clone();
+    store.observe_statements(move |kind, elapsed, failed| {
+        statements.record_statement(kind, elapsed, failed);
+    });
+    let org_authentications = Arc::new(OrgAuthentications::default());
+    let lifecycle = Arc::new(
+        TokenLifecycle::new(store.clone(), last_use)
+            .with_authentication_observer(org_authentications.clone()),
+    );
     let schema_ready = Arc::new(AtomicBool::new(false));
     // `shutdown` begins shutdown (health first); `stop` then tells the
     // listeners to stop accepting, so a Watch client sees NOT_SERVING before
@@ -297,8 +345,14 @@ pub async fn start(
         args.rate_limit_per_second,
         args.rate_limit_burst,
     ));
+    let failed_auth = Arc::new(FailedAuthLimiter::new(
+        args.auth_failures_per_minute,
+        args.auth_failure_burst,
+        clock.clone(),
+    ));
     tokio::spawn(forget_idle_callers(
         rate_limiter.clone(),
+        failed_auth.clone(),
         shutdown_rx.clone(),
     ));
     let api = TokenApi::new(lifecycle.clone(), clock.clone(), metrics.clone());
@@ -309,8 +363,19 @@ pub async fn start(
             clock.clone(),
             schema_ready.clone(),
             rate_limiter.clone(),
+            failed_auth.clone(),
         ),
     );
+
+    let mut services = GrpcServices::default();
+    services.add(health_service, tonic_health::pb::FILE_DESCRIPTOR_SET)?;
+    services.add(reflection_v1, tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)?;
+    services.add(
+        reflection_v1alpha,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    )?;
+    services.add(token_service, proto::FILE_DESCRIPTOR_SET)?;
+    let GrpcServices { routes, methods } = services;
 
     let mut grpc_shutdown = stop_rx.clone();
     let grpc_server = Server::builder()
@@ -320,11 +385,11 @@ pub async fn start(
         .max_connection_age(args.max_connection_age)
         .http2_keepalive_interval(Some(args.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
-        .layer(RequestContextLayer::new(RpcObserver(metrics.clone())))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(token_service)
+        .layer(RequestContextLayer::new(RpcObserver::new(
+            metrics.clone(),
+            methods,
+        )))
+        .add_routes(routes.routes())
         .serve_with_incoming_shutdown(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             async move {
@@ -336,9 +401,17 @@ pub async fn start(
     let http_router = endpoint::router(MetricsState {
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
+        org_authentications,
+        failed_auth,
         clock: clock.clone(),
     });
-    let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(async move {
+    let http_limits = HttpLimits {
+        header_read_timeout: args.http_header_read_timeout,
+        max_connections: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+        max_body_bytes: args.http_max_body_size,
+        request_timeout: args.request_timeout,
+    };
+    let http_server = http_listener::serve(http_listener, http_router, http_limits, async move {
         let _ = http_shutdown.wait_for(|stop| *stop).await;
     });
 
@@ -363,7 +436,7 @@ pub async fn start(
     let mut begin = shutdown_rx;
     let task = tokio::spawn(async move {
         let grpc = tokio::spawn(grpc_server);
-        let http = tokio::spawn(async move { http_server.await });
+        let http = tokio::spawn(http_server);
         let _ = begin.wait_for(|stop| *stop).await;
         tracing::info!(
             grace_ms = grace.as_millis() as u64,

@@ -184,6 +184,15 @@ pub struct TokenLifecycle<R> {
     /// database; set once the schema is ready (see
     /// [`TokenLifecycle::install_page_token_key`]).
     page_token_key: OnceLock<PageTokenKey>,
+    authentications: Option<std::sync::Arc<dyn AuthenticationObserver>>,
+}
+
+/// Told of every presented secret that matched a token (for each
+/// organisation's metrics). A secret that matches nothing belongs to no
+/// organisation and is not reported.
+pub trait AuthenticationObserver: Send + Sync + std::fmt::Debug {
+    /// `token` was presented while in `state`.
+    fn observe(&self, token: &Token, state: TokenState);
 }
 
 impl From<StoreError> for ServiceError {
@@ -246,6 +255,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             repository,
             last_use,
             page_token_key: OnceLock::new(),
+            authentications: None,
         }
     }
 
@@ -268,6 +278,15 @@ impl<R: TokenRepository> TokenLifecycle<R> {
                 retry_after: UNAVAILABLE_RETRY_AFTER,
                 source: "the page-token key has not been loaded from the database yet".into(),
             })
+    }
+
+    /// Reports every authentication of an existing token to `observer`.
+    pub fn with_authentication_observer(
+        mut self,
+        observer: std::sync::Arc<dyn AuthenticationObserver>,
+    ) -> Self {
+        self.authentications = Some(observer);
+        self
     }
 
     /// The repository, for health checks.
@@ -599,7 +618,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             .await?
             .filter(|token| accepted.accepts(token.kind))
             .ok_or(ServiceError::TokenRejected(TokenRejection::Unknown))?;
-        match token.state_at(now) {
+        let state = token.state_at(now);
+        if let Some(observer) = &self.authentications {
+            observer.observe(&token, state);
+        }
+        match state {
             TokenState::Revoked => {
                 return Err(ServiceError::TokenRejected(TokenRejection::Revoked));
             }

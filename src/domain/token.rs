@@ -217,9 +217,17 @@ pub struct TokenFilter {
     pub show_revoked: bool,
 }
 
-/// Token counts of one organisation by kind and state, for metrics.
+/// How far ahead an active token counts as expiring soon (in the
+/// organisation's metrics).
+pub const EXPIRING_SOON: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Token counts of one organisation by kind and state, for metrics, all
+/// read at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenCounts {
     /// (kind, state, count) for every combination.
     pub counts: Vec<(TokenKind, TokenState, u64)>,
+    /// (kind, count) of active tokens expiring within [`EXPIRING_SOON`],
+    /// for every kind.
+    pub expiring_soon: Vec<(TokenKind, u64)>,
 }

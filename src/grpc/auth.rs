@@ -1,6 +1,8 @@
 //! The JWT interceptor on `TokenService` (health and reflection stay open):
 //! it verifies the bearer JWT once per request and leaves the [`Caller`] in
-//! the request's extensions for the handlers.
+//! the request's extensions for the handlers. A peer that keeps presenting
+//! bad or no JWTs is refused (`RESOURCE_EXHAUSTED` `RATE_LIMITED`) before
+//! its JWT is even parsed, by the shared [`FailedAuthLimiter`].
 //!
 //! [`Caller`]: crate::domain::Caller
 
@@ -13,6 +15,7 @@ use tonic::{Request, Status};
 use crate::domain::error::CallerRejection;
 use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, ServiceError};
+use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::request_context::RequestId;
 use crate::grpc::status::{DEFAULT_RETRY_AFTER, to_status};
 use crate::identity::{JwtVerifier, bearer_token};
@@ -25,23 +28,27 @@ pub struct AuthInterceptor {
     clock: Arc<dyn Clock>,
     schema_ready: Arc<AtomicBool>,
     rate_limiter: Arc<CallerRateLimiter>,
+    failed_auth: Arc<FailedAuthLimiter>,
 }
 
 impl AuthInterceptor {
     /// An interceptor using `verifier` at `clock`'s time. Until
     /// `schema_ready` is set (migrations applied), calls are refused with
     /// UNAVAILABLE instead of reaching tables that do not exist yet.
+    /// `failed_auth` counts each peer's bad or missing JWTs.
     pub fn new(
         verifier: Arc<JwtVerifier>,
         clock: Arc<dyn Clock>,
         schema_ready: Arc<AtomicBool>,
         rate_limiter: Arc<CallerRateLimiter>,
+        failed_auth: Arc<FailedAuthLimiter>,
     ) -> Self {
         AuthInterceptor {
             verifier,
             clock,
             schema_ready,
             rate_limiter,
+            failed_auth,
         }
     }
 }
@@ -69,6 +76,16 @@ impl Interceptor for AuthInterceptor {
             };
             return Err(to_status(&error, &request_id));
         }
+        let peer = request.remote_addr().map(|address| address.ip());
+        if let Some(peer) = peer
+            && let Err(throttled) = self.failed_auth.admit(peer)
+        {
+            let error = ServiceError::RateLimited {
+                retry_after: throttled.retry_after,
+                subject: format!("peer {} (failed authentications)", throttled.peer),
+            };
+            return Err(to_status(&error, &request_id));
+        }
         let verified = match bearer(&request) {
             None => Err(CallerRejection::Missing),
             Some(jwt) => self.verifier.verify(jwt, self.clock.now().timestamp()),
@@ -84,10 +101,15 @@ impl Interceptor for AuthInterceptor {
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
-            Err(rejection) => Err(to_status(
-                &ServiceError::Unauthenticated(rejection),
-                &request_id,
-            )),
+            Err(rejection) => {
+                if let Some(peer) = peer {
+                    self.failed_auth.record_failure(peer);
+                }
+                Err(to_status(
+                    &ServiceError::Unauthenticated(rejection),
+                    &request_id,
+                ))
+            }
         }
     }
 }

@@ -37,7 +37,9 @@ impl RequestId {
     }
 }
 
-fn accept_caller_id(value: &HeaderValue) -> Option<&str> {
+/// A caller-supplied request id, if acceptable: printable ASCII of at most
+/// [`MAX_REQUEST_ID_LEN`] characters (the HTTP listener applies the same rule).
+pub fn accept_caller_id(value: &HeaderValue) -> Option<&str> {
     let bytes = value.as_bytes();
     let printable = !bytes.is_empty()
         && bytes.len() <= MAX_REQUEST_ID_LEN

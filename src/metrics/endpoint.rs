@@ -1,46 +1,66 @@
-//! `GET /api/metrics/prometheus`, authenticated by a scrape token of the
-//! organisation whose token counts it shows. Failures are
-//! `application/problem+json` documents.
+//! The two metrics endpoints of the HTTP listener:
+//!
+//! - `GET /metrics`: the operator figures, without authentication (a
+//!   NetworkPolicy keeps it inside the cluster);
+//! - `GET /api/metrics/prometheus`: one organisation's figures, for a scrape
+//!   token of that organisation.
+//!
+//! Refusals are `application/problem+json` documents with the same types,
+//! titles and reasons as the gRPC `Problem`, plus the legacy `error`,
+//! `details` and `requestId` members. A peer that keeps failing to
+//! authenticate is throttled (429) before its secret reaches the database.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-
-use crate::domain::error::TokenRejection;
-use crate::identity::bearer_token;
 use chrono::{DateTime, Utc};
 
+use crate::domain::error::TokenRejection;
 use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
-use crate::metrics::Metrics;
+use crate::failed_auth::FailedAuthLimiter;
+use crate::grpc::request_context::{REQUEST_ID_HEADER, accept_caller_id};
+use crate::identity::bearer_token;
+use crate::metrics::{Metrics, OrgAuthentications, render_tenant};
 use crate::store::SeaStore;
 
-/// The path Prometheus scrapes.
-pub const METRICS_PATH: &str = "/api/metrics/prometheus";
+/// The operators' path.
+pub const OPERATOR_METRICS_PATH: &str = "/metrics";
+/// The tenants' path (a scrape token's organisation).
+pub const TENANT_METRICS_PATH: &str = "/api/metrics/prometheus";
 
-/// What the handler needs.
+/// The content type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers need.
 #[derive(Clone, Debug)]
 pub struct MetricsState {
     /// The core, to authenticate scrape tokens and count tokens.
     pub lifecycle: Arc<TokenLifecycle<SeaStore>>,
-    /// The registry.
+    /// The operator registry.
     pub metrics: Arc<Metrics>,
+    /// Authentications of each organisation's tokens.
+    pub org_authentications: Arc<OrgAuthentications>,
+    /// The per-peer limit on failed authentications.
+    pub failed_auth: Arc<FailedAuthLimiter>,
     /// Time.
     pub clock: Arc<dyn Clock>,
 }
 
-/// The router of the HTTP listener.
+/// The metrics routes of the HTTP listener.
 pub fn router(state: MetricsState) -> Router {
     Router::new()
-        .route(METRICS_PATH, get(scrape))
+        .route(OPERATOR_METRICS_PATH, get(operator))
+        .route(TENANT_METRICS_PATH, get(tenant))
         .with_state(state)
 }
 
-/// One refusal of the endpoint, as a problem+json document with the same
-/// types, titles and reasons as the gRPC `Problem`.
+/// One refusal of an endpoint, as a problem+json document.
 #[derive(Clone, Copy, Debug)]
 enum Refusal {
     Missing,
@@ -48,11 +68,14 @@ enum Refusal {
     Unknown,
     Revoked,
     Expired,
+    Throttled(Duration),
     Unavailable,
     Internal,
 }
 
 impl Refusal {
+    /// Status, reason, title and detail; titles and reasons are the gRPC
+    /// face's (`TOKEN_MISSING` exists only here).
     fn describe(self) -> (StatusCode, &'static str, &'static str, &'static str) {
         match self {
             Refusal::Missing => (
@@ -85,11 +108,17 @@ impl Refusal {
                 "Token expired",
                 "the scrape token has expired",
             ),
+            Refusal::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "Rate limited",
+                "too many failed authentications from this address; retry later",
+            ),
             Refusal::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "DATABASE_UNAVAILABLE",
                 "Database unavailable",
-                "the database is unavailable",
+                "the database is unavailable; retry shortly",
             ),
             Refusal::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +130,37 @@ impl Refusal {
     }
 }
 
+/// The request id: the caller's `x-request-id` when it is printable ASCII
+/// of at most 128 characters (as on gRPC), else a new UUID v7.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(accept_caller_id)
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// `urn:tokend:request:<id>` with every byte of the id outside RFC 3986's
+/// unreserved set percent-encoded, so that any accepted id (which may hold
+/// spaces, quotes or `%`) gives a valid URI reference.
+pub fn instance_uri(request_id: &str) -> String {
+    let mut uri = String::from("urn:tokend:request:");
+    for byte in request_id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
 fn problem(refusal: Refusal, request_id: &str) -> Response {
     let (status, reason, title, detail) = refusal.describe();
     let body = serde_json::json!({
@@ -108,65 +168,133 @@ fn problem(refusal: Refusal, request_id: &str) -> Response {
         "title": title,
         "status": status.as_u16(),
         "detail": detail,
-        "instance": format!("urn:tokend:request:{request_id}"),
-        "request_id": request_id,
+        "instance": instance_uri(request_id),
+        "error": detail,
+        "details": {},
+        "requestId": request_id,
         "reason": reason,
     });
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/problem+json"),
+        HeaderValue::from_static("application/problem+json"),
     );
-    if let Ok(value) = header::HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", value);
+    match refusal {
+        Refusal::Missing
+        | Refusal::Malformed
+        | Refusal::Unknown
+        | Refusal::Revoked
+        | Refusal::Expired => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
+            );
+        }
+        Refusal::Throttled(wait) => {
+            // Whole seconds, rounded up: an earlier retry is refused again.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        Refusal::Unavailable => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Refusal::Internal => {}
     }
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
-        );
-    }
-    response
+    with_request_id(response, request_id)
 }
 
-async fn scrape(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
-    let request_id = uuid::Uuid::now_v7().to_string();
+fn prometheus_text(text: String, request_id: &str) -> Response {
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_TEXT),
+    );
+    with_request_id(response, request_id)
+}
+
+async fn operator(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    let request_id = request_id(&headers);
+    if let Some((size, idle)) = state.lifecycle.repository().pool_status() {
+        state.metrics.set_pool(size, idle);
+    }
+    match state.metrics.render() {
+        Ok(text) => prometheus_text(text, &request_id),
+        Err(error) => {
+            tracing::error!(request_id, error = %error, "metrics rendering failed");
+            problem(Refusal::Internal, &request_id)
+        }
+    }
+}
+
+async fn tenant(State(state): State<MetricsState>, request: Request) -> Response {
+    let headers = request.headers();
+    let request_id = request_id(headers);
+    let peer: Option<IpAddr> = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    if let Some(peer) = peer
+        && let Err(throttled) = state.failed_auth.admit(peer)
+    {
+        tracing::debug!(request_id, peer = %throttled.peer, "metrics scrape throttled: too many failed authentications");
+        return problem(Refusal::Throttled(throttled.retry_after), &request_id);
+    }
+    let refusal = match authenticate(&state, headers, &request_id).await {
+        Ok((token, now)) => return render(&state, &token, now, &request_id).await,
+        Err(refusal) => refusal,
+    };
+    match refusal {
+        Refusal::Missing
+        | Refusal::Malformed
+        | Refusal::Unknown
+        | Refusal::Revoked
+        | Refusal::Expired => {
+            if let Some(peer) = peer {
+                state.failed_auth.record_failure(peer);
+            }
+        }
+        Refusal::Throttled(_) | Refusal::Unavailable | Refusal::Internal => {}
+    }
+    problem(refusal, &request_id)
+}
+
+/// The scrape token presented as the bearer token, or why not.
+async fn authenticate(
+    state: &MetricsState,
+    headers: &HeaderMap,
+    request_id: &str,
+) -> Result<(Token, DateTime<Utc>), Refusal> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let Some(presented) = presented else {
-        return problem(Refusal::Missing, &request_id);
-    };
+        .and_then(bearer_token)
+        .ok_or(Refusal::Missing)?;
     let now = state.clock.now();
     let scrape_only = AcceptedFamilies::Only(TokenKind::Scrape);
-    let refusal = match state
+    match state
         .lifecycle
         .authenticate_secret(now, presented, scrape_only)
         .await
     {
-        Ok(token) if token.kind == TokenKind::Scrape => {
-            return render(&state, &token, now, &request_id).await;
-        }
+        Ok(token) if token.kind == TokenKind::Scrape => Ok((token, now)),
         // Another family's token is not a scrape token: same answer as unknown.
-        Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => Refusal::Unknown,
-        Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => Refusal::Revoked,
-        Err(ServiceError::TokenRejected(TokenRejection::Expired)) => Refusal::Expired,
-        Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => Refusal::Malformed,
+        Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => Err(Refusal::Unknown),
+        Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => Err(Refusal::Revoked),
+        Err(ServiceError::TokenRejected(TokenRejection::Expired)) => Err(Refusal::Expired),
+        Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => Err(Refusal::Malformed),
         Err(error @ ServiceError::Unavailable { .. }) => {
             tracing::warn!(request_id, error = %error, "metrics scrape: database unavailable");
-            Refusal::Unavailable
+            Err(Refusal::Unavailable)
         }
         Err(error) => {
             tracing::error!(request_id, error = %error, "metrics scrape failed");
-            Refusal::Internal
+            Err(Refusal::Internal)
         }
-    };
-    problem(refusal, &request_id)
+    }
 }
 
-/// The metrics body for an authenticated scrape token's organisation.
+/// The figures of an authenticated scrape token's organisation.
 async fn render(
     state: &MetricsState,
     token: &Token,
@@ -180,21 +308,28 @@ async fn render(
             return problem(Refusal::Unavailable, request_id);
         }
     };
-    if let Some((size, idle)) = state.lifecycle.repository().pool_status() {
-        state.metrics.set_pool(size, idle);
-    }
-    match state.metrics.render(&counts) {
-        Ok(text) => {
-            let mut response = (StatusCode::OK, text).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
+    match render_tenant(&counts, &state.org_authentications, &token.org_id) {
+        Ok(text) => prometheus_text(text, request_id),
         Err(error) => {
             tracing::error!(request_id, error = %error, "metrics rendering failed");
             problem(Refusal::Internal, request_id)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_is_a_uri_whatever_the_request_id() {
+        assert_eq!(
+            instance_uri("0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"),
+            "urn:tokend:request:0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"
+        );
+        assert_eq!(
+            instance_uri("a b\"<%>#?/é"),
+            "urn:tokend:request:a%20b%22%3C%25%3E%23%3F%2F%C3%A9"
+        );
     }
 }

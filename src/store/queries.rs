@@ -3,11 +3,11 @@
 //! are never read, let alone changed.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -16,8 +16,8 @@ use crate::domain::kind::TokenKind;
 use crate::domain::repository::{StoreError, TokenRepository};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
-    NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, TokenState,
-    Visibility,
+    EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts,
+    TokenFilter, TokenState, Visibility,
 };
 use crate::store::entity::{audit_event, token};
 use crate::store::{SeaStore, classify};
@@ -354,31 +354,61 @@ impl TokenRepository for SeaStore {
         org_id: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenCounts, StoreError> {
-        let mut counts = Vec::with_capacity(TokenKind::ALL.len() * TokenState::ALL.len());
-        for kind in TokenKind::ALL {
-            let of_kind = || {
-                token::Entity::find()
-                    .filter(token::Column::OrgId.eq(org_id))
-                    .filter(token::Column::Kind.eq(kind.as_str()))
-            };
-            let revoked = of_kind()
-                .filter(token::Column::RevokedAt.is_not_null())
-                .count(self.connection())
-                .await
-                .map_err(classify)?;
-            let expired = of_kind()
-                .filter(token::Column::RevokedAt.is_null())
-                .filter(token::Column::ExpiresAt.lte(now))
-                .count(self.connection())
-                .await
-                .map_err(classify)?;
-            let total = of_kind().count(self.connection()).await.map_err(classify)?;
-            let active = total.saturating_sub(revoked).saturating_sub(expired);
-            counts.push((kind, TokenState::Active, active));
-            counts.push((kind, TokenState::Expired, expired));
-            counts.push((kind, TokenState::Revoked, revoked));
+        // One statement, so every figure is read from the same snapshot (a
+        // token revoked or created meanwhile is counted once, in one state).
+        let count_when = |condition: Condition| Func::count(Expr::case(condition, 1));
+        let live = || Condition::all().add(token::Column::RevokedAt.is_null());
+        let rows: Vec<(String, i64, i64, i64, i64)> = token::Entity::find()
+            .select_only()
+            .column(token::Column::Kind)
+            .expr_as(
+                count_when(
+                    live().add(
+                        Condition::any()
+                            .add(token::Column::ExpiresAt.is_null())
+                            .add(token::Column::ExpiresAt.gt(now)),
+                    ),
+                ),
+                "active",
+            )
+            .expr_as(
+                count_when(live().add(token::Column::ExpiresAt.lte(now))),
+                "expired",
+            )
+            .expr_as(
+                count_when(Condition::all().add(token::Column::RevokedAt.is_not_null())),
+                "revoked",
+            )
+            .expr_as(
+                count_when(
+                    live()
+                        .add(token::Column::ExpiresAt.gt(now))
+                        .add(token::Column::ExpiresAt.lte(now + EXPIRING_SOON)),
+                ),
+                "expiring_soon",
+            )
+            .filter(token::Column::OrgId.eq(org_id))
+            .group_by(token::Column::Kind)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(classify)?;
+        let mut by_kind = std::collections::HashMap::with_capacity(rows.len());
+        for (kind, active, expired, revoked, expiring_soon) in rows {
+            let kind = TokenKind::from_db_str(&kind).ok_or_else(|| corrupt("tokens.kind"))?;
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            by_kind.insert(kind, [active, expired, revoked, expiring_soon].map(count));
         }
-        Ok(TokenCounts { counts })
+        let mut counts = TokenCounts::default();
+        for kind in TokenKind::ALL {
+            let [active, expired, revoked, expiring_soon] =
+                by_kind.get(&kind).copied().unwrap_or_default();
+            counts.counts.push((kind, TokenState::Active, active));
+            counts.counts.push((kind, TokenState::Expired, expired));
+            counts.counts.push((kind, TokenState::Revoked, revoked));
+            counts.expiring_soon.push((kind, expiring_soon));
+        }
+        Ok(counts)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -565,6 +565,7 @@ pub async fn assert_tokens_and_events_agree(
 pub struct Binary {
     pub child: tokio::process::Child,
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     /// Every stderr line; complete once the process has exited.
     pub log: tokio::task::JoinHandle<Vec<String>>,
 }
@@ -604,16 +605,19 @@ pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -
         .expect("spawn tokend");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut kept = Vec::new();
-    let grpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
+    let (grpc_addr, http_addr) = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.expect("read stderr") {
             let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             kept.push(line);
             if value["message"] == "tokend listening" {
-                return value["grpc_addr"]
-                    .as_str()
-                    .expect("grpc_addr")
-                    .parse()
-                    .expect("an address");
+                let address = |field: &str| -> SocketAddr {
+                    value[field]
+                        .as_str()
+                        .expect(field)
+                        .parse()
+                        .expect("an address")
+                };
+                return (address("grpc_addr"), address("http_addr"));
             }
         }
         panic!("tokend exited before listening: {kept:?}");
@@ -630,6 +634,7 @@ pub async fn spawn_binary(dir: &std::path::Path, extra: &[&str], filter: &str) -
     Binary {
         child,
         grpc_addr,
+        http_addr,
         log,
     }
 }

@@ -199,11 +199,12 @@ fn descriptors(server: &TestServer) -> Descriptors {
     counted
 }
 
-/// `GET /api/metrics/prometheus` with a bearer token; the body.
+/// The operator figures (`GET /metrics`; the bearer token is not needed
+/// there and is ignored); the body.
 async fn scrape_metrics(server: &TestServer, bearer: &str) -> String {
     let mut stream = TcpStream::connect(server.http_addr).await.expect("connect");
     let request = format!(
-        "GET /api/metrics/prometheus HTTP/1.1\r\nHost: tokend\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: tokend\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();

@@ -8,15 +8,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::Res;
 
 /// `tokend_grpc_requests_total` by (method, code), read over plain HTTP/1.1
-/// with the metrics-org scrape token (a one-token org, so the per-org token
-/// counts the endpoint computes stay cheap).
+/// from the operator figures (`/metrics`, which ignore the bearer token).
 pub(crate) async fn server_counters(
     http: SocketAddr,
     secret: &str,
 ) -> Res<BTreeMap<(String, String), u64>> {
     let mut stream = tokio::net::TcpStream::connect(http).await?;
     let request = format!(
-        "GET /api/metrics/prometheus HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut body = String::new();
