@@ -454,7 +454,7 @@ fn error_reasons_match_the_catalogue() {
     }
 
     // The metrics endpoint's reasons and the table of its section.
-    let (metrics, metrics_at) = section(&errors, "## The metrics endpoint");
+    let (metrics, metrics_at) = section(&errors, "## The metrics endpoints");
     compare_reasons(
         &mut offences,
         (&endpoint, &endpoint.text, 0),
