@@ -3,6 +3,7 @@
 //! Layers (see ARCHITECTURE.md): [`grpc`] is the tonic transport, [`domain`]
 //! the core with no tonic or sea-orm in it, [`store`] the sea-orm storage.
 //! [`identity`] verifies caller JWTs, [`metrics`] serves Prometheus figures,
+//! [`rest`] holds the REST face's routes and JSON mapping (not served yet),
 //! [`server`] wires everything, [`config`] holds the command line.
 
 pub mod config;
@@ -10,6 +11,7 @@ pub mod domain;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod telemetry;
