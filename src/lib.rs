@@ -3,6 +3,7 @@
 //! Layers (see ARCHITECTURE.md): [`grpc`] is the tonic transport, [`domain`]
 //! the core with no tonic or sea-orm in it, [`store`] the sea-orm storage.
 //! [`identity`] verifies caller JWTs, [`metrics`] serves Prometheus figures,
+//! [`rest`] holds the REST face's routes and JSON mapping (not served yet),
 //! [`server`] wires everything, [`config`] holds the command line, [`data_dir`]
 //! keeps the data folder private.
 
@@ -14,6 +15,7 @@ pub mod grpc;
 pub mod http_listener;
 pub mod identity;
 pub mod metrics;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -311,6 +311,22 @@ fn grpc_does_not_import_the_store() {
     );
 }
 
+#[test]
+fn rest_does_not_import_the_store() {
+    let forbidden = ForbiddenPaths::new(
+        r"crate::store|tokend::store|super::super::store|super::store|sea_orm[A-Za-z0-9_]*",
+    );
+    let offences: Vec<String> = files_under("src/rest/", ".rs")
+        .iter()
+        .flat_map(|f| forbidden.offences(f))
+        .collect();
+    report(
+        "src/rest is a transport adapter like src/grpc: it reaches the database \
+         only through the core (src/domain), never by importing src/store or sea-orm.",
+        &offences,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Error reasons: code and docs/errors.md agree
 // ---------------------------------------------------------------------------

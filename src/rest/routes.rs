@@ -1,0 +1,940 @@
+//! The REST routes of `TokenService`, read from the `google.api.http` option
+//! of each RPC in the descriptor set. The proto is the one place a route is
+//! written: the table cannot drift from it, and an RPC without a rule, or a
+//! rule this module cannot serve, stops the table from loading.
+
+use http::Method;
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
+
+use crate::rest::google_api::HttpRule;
+use crate::rest::google_api::http_rule::Pattern;
+
+const SERVICE: &str = "tokend.v1.TokenService";
+const HTTP_EXTENSION: &str = "google.api.http";
+
+/// The RPCs of `TokenService`, one variant each, so that the code serving a
+/// route matches on it exhaustively. An RPC in the proto without a variant
+/// here (or the reverse) stops the route table from loading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    /// `CreateToken`.
+    CreateToken,
+    /// `GetToken`.
+    GetToken,
+    /// `ListTokens`.
+    ListTokens,
+    /// `RevokeScrapeToken`.
+    RevokeScrapeToken,
+    /// `RevokePersonalAccessToken`.
+    RevokePersonalAccessToken,
+    /// `RevokeServiceAccountToken`.
+    RevokeServiceAccountToken,
+    /// `DeleteWorkspaceApiKey`.
+    DeleteWorkspaceApiKey,
+    /// `AuthenticateToken`.
+    AuthenticateToken,
+    /// `ListAuditEvents`.
+    ListAuditEvents,
+}
+
+impl Rpc {
+    /// Every RPC, in the proto's order.
+    pub const ALL: [Rpc; 9] = [
+        Rpc::CreateToken,
+        Rpc::GetToken,
+        Rpc::ListTokens,
+        Rpc::RevokeScrapeToken,
+        Rpc::RevokePersonalAccessToken,
+        Rpc::RevokeServiceAccountToken,
+        Rpc::DeleteWorkspaceApiKey,
+        Rpc::AuthenticateToken,
+        Rpc::ListAuditEvents,
+    ];
+
+    /// The RPC's name in the proto.
+    pub fn method_name(self) -> &'static str {
+        match self {
+            Rpc::CreateToken => "CreateToken",
+            Rpc::GetToken => "GetToken",
+            Rpc::ListTokens => "ListTokens",
+            Rpc::RevokeScrapeToken => "RevokeScrapeToken",
+            Rpc::RevokePersonalAccessToken => "RevokePersonalAccessToken",
+            Rpc::RevokeServiceAccountToken => "RevokeServiceAccountToken",
+            Rpc::DeleteWorkspaceApiKey => "DeleteWorkspaceApiKey",
+            Rpc::AuthenticateToken => "AuthenticateToken",
+            Rpc::ListAuditEvents => "ListAuditEvents",
+        }
+    }
+
+    fn from_method_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| rpc.method_name() == name)
+    }
+
+    /// The wire format the RPC's REST route answers in.
+    pub fn wire_format(self) -> WireFormat {
+        match self {
+            Rpc::RevokeScrapeToken => WireFormat::ScrapeTokens,
+            Rpc::RevokePersonalAccessToken => WireFormat::PersonalAccessTokens,
+            Rpc::RevokeServiceAccountToken => WireFormat::ServiceAccountTokens,
+            Rpc::DeleteWorkspaceApiKey => WireFormat::WorkspaceApiKeys,
+            Rpc::CreateToken
+            | Rpc::GetToken
+            | Rpc::ListTokens
+            | Rpc::AuthenticateToken
+            | Rpc::ListAuditEvents => WireFormat::ProtoJson,
+        }
+    }
+}
+
+/// How a route's answers look: the proto3 JSON mapping for the `/v1/`
+/// routes, or the format of the REST API whose clients a revoke route keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WireFormat {
+    /// The RPC's response message in the proto3 JSON mapping; errors are
+    /// `application/problem+json` with every `tokend.v1.Problem` field.
+    ProtoJson,
+    /// `DELETE /api/integrations/prometheus-tokens/{id}`: 204 without a
+    /// body; errors are `application/problem+json` with the legacy `error`,
+    /// `details` and `requestId` members.
+    ScrapeTokens,
+    /// `DELETE /api/v2/personal_access_tokens/{token_id}`: 204 without a
+    /// body; errors are `{"errors": ["…"]}`.
+    PersonalAccessTokens,
+    /// `DELETE /service-accounts/{service_account_slug}/tokens/{token_slug}`:
+    /// 204 without a body; errors are `application/problem+json` with
+    /// `errors` as `[{location, message, value}]`.
+    ServiceAccountTokens,
+    /// `DELETE /workspaces/{workspace_id}/apikeys/{key_name}`: 200 with
+    /// `{"keyName", "workspaceId"}`; errors are AWS REST-JSON
+    /// (`x-amzn-ErrorType`).
+    WorkspaceApiKeys,
+}
+
+/// Where the fields that the path does not bind come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRule {
+    /// No `body` in the rule: from the query string. The revoke routes of
+    /// the other wire formats also take them from a JSON body, as their
+    /// existing clients send `reason` either way.
+    None,
+    /// `body: "*"`: from the JSON body; the query string carries nothing.
+    Whole,
+}
+
+/// Why a path template cannot be served.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A template starts with `/`.
+    #[error("does not start with `/`")]
+    NotAbsolute,
+    /// `//`, or a trailing `/`.
+    #[error("has an empty segment")]
+    EmptySegment,
+    /// Wildcards (`*`, `**`), nested field paths (`{a.b}`), variables with
+    /// their own template (`{name=…}`), and literals outside
+    /// `A-Z a-z 0-9 - . _ ~` are not supported: no tokend route needs them.
+    #[error(
+        "has segment `{0}`; only literals of A-Z a-z 0-9 - . _ ~ and `{{field}}` are supported"
+    )]
+    UnsupportedSegment(String),
+    /// The text after the last `:` is not a literal.
+    #[error("has verb `{0}`, which is not a literal of A-Z a-z 0-9 - . _ ~")]
+    BadVerb(String),
+    /// A variable that names no field of the request message.
+    #[error("binds `{field}`, which is not a field of {message}")]
+    UnknownField {
+        /// The variable.
+        field: String,
+        /// The request message's full name.
+        message: String,
+    },
+    /// Only singular scalar and enum fields can be bound to the path.
+    #[error("binds `{0}`, which is a list, a map or a message")]
+    NotBindable(String),
+    /// A field bound by two variables.
+    #[error("binds `{0}` twice")]
+    BoundTwice(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Field(FieldDescriptor),
+}
+
+/// A parsed `google.api.http` path template: literal segments, variables
+/// that each bind one field of the request message, and an optional
+/// `:verb` (a custom method, such as `/v1/tokens:authenticate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathTemplate {
+    text: String,
+    segments: Vec<Segment>,
+    verb: Option<String>,
+}
+
+/// RFC 3986 unreserved characters: what a literal may hold, so that it
+/// compares with the raw (still percent-encoded) request path as it is.
+fn is_literal(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Splits `segments:verb` (the text after the leading `/`) at the verb's
+/// colon: the last `:` of the last segment that is not inside a variable.
+fn split_verb(rest: &str) -> Result<(&str, Option<&str>), TemplateError> {
+    let last_start = rest.rfind('/').map_or(0, |slash| slash + 1);
+    let last = &rest[last_start..];
+    let after_variable = last.rfind('}').map_or(0, |brace| brace + 1);
+    match last[after_variable..].find(':') {
+        None => Ok((rest, None)),
+        Some(colon) => {
+            let at = last_start + after_variable + colon;
+            let verb = &rest[at + 1..];
+            if !is_literal(verb) {
+                return Err(TemplateError::BadVerb(verb.to_owned()));
+            }
+            Ok((&rest[..at], Some(verb)))
+        }
+    }
+}
+
+impl PathTemplate {
+    /// Parses `text` and binds its variables to fields of `input`.
+    pub fn parse(text: &str, input: &MessageDescriptor) -> Result<PathTemplate, TemplateError> {
+        let rest = text.strip_prefix('/').ok_or(TemplateError::NotAbsolute)?;
+        let (rest, verb) = split_verb(rest)?;
+        let mut segments = Vec::new();
+        for part in rest.split('/') {
+            if part.is_empty() {
+                return Err(TemplateError::EmptySegment);
+            }
+            let variable = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
+            let segment = match variable {
+                Some(name) if is_identifier(name) => {
+                    let field = input.get_field_by_name(name).ok_or_else(|| {
+                        TemplateError::UnknownField {
+                            field: name.to_owned(),
+                            message: input.full_name().to_owned(),
+                        }
+                    })?;
+                    if field.is_list() || field.is_map() || matches!(field.kind(), Kind::Message(_))
+                    {
+                        return Err(TemplateError::NotBindable(name.to_owned()));
+                    }
+                    if segments.contains(&Segment::Field(field.clone())) {
+                        return Err(TemplateError::BoundTwice(name.to_owned()));
+                    }
+                    Segment::Field(field)
+                }
+                None if is_literal(part) => Segment::Literal(part.to_owned()),
+                Some(_) | None => return Err(TemplateError::UnsupportedSegment(part.to_owned())),
+            };
+            segments.push(segment);
+        }
+        Ok(PathTemplate {
+            text: text.to_owned(),
+            segments,
+            verb: verb.map(str::to_owned),
+        })
+    }
+
+    /// The template as written in the proto, e.g. `/v1/tokens/{id}`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether a variable of the template binds `field`.
+    pub fn binds(&self, field: &FieldDescriptor) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Field(bound) if bound == field))
+    }
+
+    /// The raw (still percent-encoded) value of each variable when `path`
+    /// matches the template. A variable matches one non-empty segment; with
+    /// no verb in the template, a `:` in the last segment is part of the
+    /// value (key names may hold one).
+    fn bind(&self, path: &str) -> Option<Vec<PathParam>> {
+        let rest = path.strip_prefix('/')?;
+        let rest = match &self.verb {
+            Some(verb) => rest.strip_suffix(verb.as_str())?.strip_suffix(':')?,
+            None => rest,
+        };
+        let mut parts = rest.split('/');
+        let mut params = Vec::new();
+        for segment in &self.segments {
+            let part = parts.next()?;
+            match segment {
+                Segment::Literal(literal) if part == literal => {}
+                Segment::Literal(_) => return None,
+                Segment::Field(_) if part.is_empty() => return None,
+                Segment::Field(field) => params.push(PathParam {
+                    field: field.clone(),
+                    raw: part.to_owned(),
+                }),
+            }
+        }
+        parts.next().is_none().then_some(params)
+    }
+
+    /// Whether some path matches both templates.
+    fn overlaps(&self, other: &PathTemplate) -> bool {
+        self.verb == other.verb
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    (Segment::Field(_), _) | (_, Segment::Field(_)) => true,
+                })
+    }
+}
+
+/// One path variable of a matched request, before percent-decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathParam {
+    field: FieldDescriptor,
+    raw: String,
+}
+
+impl PathParam {
+    /// The request field the variable binds.
+    pub fn field(&self) -> &FieldDescriptor {
+        &self.field
+    }
+
+    /// The segment as it was in the request path (percent-encoded).
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+}
+
+/// One HTTP route of an RPC.
+#[derive(Clone, Debug)]
+pub struct Route {
+    rpc: Rpc,
+    method: Method,
+    template: PathTemplate,
+    body: BodyRule,
+    input: MessageDescriptor,
+}
+
+impl Route {
+    /// The RPC the route calls.
+    pub fn rpc(&self) -> Rpc {
+        self.rpc
+    }
+
+    /// Its HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Its path template.
+    pub fn template(&self) -> &PathTemplate {
+        &self.template
+    }
+
+    /// Where the fields the path does not bind come from.
+    pub fn body(&self) -> BodyRule {
+        self.body
+    }
+
+    /// The RPC's request message.
+    pub fn input(&self) -> &MessageDescriptor {
+        &self.input
+    }
+
+    fn from_rule(
+        rpc: Rpc,
+        method: &MethodDescriptor,
+        rule: &HttpRule,
+    ) -> Result<Route, RouteTableError> {
+        let unsupported = |reason| RouteTableError::UnsupportedRule { rpc, reason };
+        let (http_method, template) = match &rule.pattern {
+            Some(Pattern::Get(path)) => (Method::GET, path),
+            Some(Pattern::Put(path)) => (Method::PUT, path),
+            Some(Pattern::Post(path)) => (Method::POST, path),
+            Some(Pattern::Delete(path)) => (Method::DELETE, path),
+            Some(Pattern::Patch(path)) => (Method::PATCH, path),
+            Some(Pattern::Custom(_)) => return Err(unsupported("custom patterns")),
+            None => return Err(unsupported("a rule without a pattern")),
+        };
+        if !rule.response_body.is_empty() {
+            return Err(unsupported("`response_body`"));
+        }
+        let body = match rule.body.as_str() {
+            "" => BodyRule::None,
+            "*" => BodyRule::Whole,
+            _ => return Err(unsupported("a `body` naming one field (only \"*\")")),
+        };
+        if body == BodyRule::Whole && (http_method == Method::GET || http_method == Method::DELETE)
+        {
+            return Err(unsupported("a body on GET or DELETE"));
+        }
+        let input = method.input();
+        let template =
+            PathTemplate::parse(template, &input).map_err(|source| RouteTableError::Template {
+                rpc,
+                template: template.clone(),
+                source,
+            })?;
+        Ok(Route {
+            rpc,
+            method: http_method,
+            template,
+            body,
+            input,
+        })
+    }
+}
+
+/// Why the route table cannot be built from the descriptor set.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteTableError {
+    /// The descriptor set has no `tokend.v1.TokenService`.
+    #[error("the descriptor set has no service {SERVICE}")]
+    MissingService,
+    /// The descriptor set lacks `google/api/annotations.proto`.
+    #[error("the descriptor set has no extension {HTTP_EXTENSION}")]
+    MissingHttpExtension,
+    /// An RPC of the proto that [`Rpc`] does not name.
+    #[error("RPC {0} of {SERVICE} has no variant in rest::Rpc")]
+    UnknownRpc(String),
+    /// An [`Rpc`] that the proto does not have.
+    #[error("RPC {0:?} is not in {SERVICE}")]
+    MissingRpc(Rpc),
+    /// An RPC without a `google.api.http` option.
+    #[error("RPC {0:?} has no google.api.http option")]
+    MissingRule(Rpc),
+    /// A `google.api.http` option that does not decode as an `HttpRule`.
+    #[error("RPC {0:?}: its google.api.http option is not an HttpRule")]
+    BadRule(Rpc),
+    /// A rule that uses what this module does not serve.
+    #[error("RPC {rpc:?}: {reason} not supported")]
+    UnsupportedRule {
+        /// The RPC.
+        rpc: Rpc,
+        /// What is not supported.
+        reason: &'static str,
+    },
+    /// A path template that cannot be served.
+    #[error("RPC {rpc:?}: path `{template}` {source}")]
+    Template {
+        /// The RPC.
+        rpc: Rpc,
+        /// The template as written.
+        template: String,
+        /// What is wrong with it.
+        source: TemplateError,
+    },
+    /// Two routes that some request would match both.
+    #[error("RPCs {first:?} and {second:?} both answer {method} {template}")]
+    Conflict {
+        /// The first RPC.
+        first: Rpc,
+        /// The second RPC.
+        second: Rpc,
+        /// The HTTP method of both.
+        method: Method,
+        /// The template of the second.
+        template: String,
+    },
+}
+
+/// What a request's method and path select.
+#[derive(Debug)]
+pub enum RouteMatch<'t> {
+    /// A route, with its path variables.
+    Found(MatchedRoute<'t>),
+    /// The path is a route's, the method is not (HTTP 405 with `Allow`).
+    MethodNotAllowed {
+        /// The methods that the path has routes for.
+        allowed: Vec<Method>,
+    },
+    /// No route has this path.
+    NotFound,
+}
+
+/// A route and the path variables of the request that matched it.
+#[derive(Debug)]
+pub struct MatchedRoute<'t> {
+    route: &'t Route,
+    path_params: Vec<PathParam>,
+}
+
+impl<'t> MatchedRoute<'t> {
+    /// The route.
+    pub fn route(&self) -> &'t Route {
+        self.route
+    }
+
+    /// The path variables, in the template's order.
+    pub fn path_params(&self) -> &[PathParam] {
+        &self.path_params
+    }
+}
+
+/// Every REST route of `TokenService`.
+#[derive(Clone, Debug)]
+pub struct RouteTable {
+    /// Routes with a verb first, so that `/v1/tokens/{id}:rotate` is tried
+    /// before `/v1/tokens/{id}` could take `7:rotate` as an id.
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Reads the `google.api.http` rule (and its `additional_bindings`) of
+    /// every RPC of `TokenService` in `pool`.
+    pub fn from_pool(pool: &DescriptorPool) -> Result<RouteTable, RouteTableError> {
+        let service = pool
+            .get_service_by_name(SERVICE)
+            .ok_or(RouteTableError::MissingService)?;
+        let extension = pool
+            .get_extension_by_name(HTTP_EXTENSION)
+            .ok_or(RouteTableError::MissingHttpExtension)?;
+        let mut routes = Vec::new();
+        let mut seen = Vec::new();
+        for method in service.methods() {
+            let rpc = Rpc::from_method_name(method.name())
+                .ok_or_else(|| RouteTableError::UnknownRpc(method.name().to_owned()))?;
+            seen.push(rpc);
+            let options = method.options();
+            if !options.has_extension(&extension) {
+                return Err(RouteTableError::MissingRule(rpc));
+            }
+            let rule: HttpRule = options
+                .get_extension(&extension)
+                .as_message()
+                .and_then(|rule| rule.transcode_to().ok())
+                .ok_or(RouteTableError::BadRule(rpc))?;
+            routes.push(Route::from_rule(rpc, &method, &rule)?);
+            for binding in &rule.additional_bindings {
+                if !binding.additional_bindings.is_empty() {
+                    return Err(RouteTableError::UnsupportedRule {
+                        rpc,
+                        reason: "nested `additional_bindings`",
+                    });
+                }
+                routes.push(Route::from_rule(rpc, &method, binding)?);
+            }
+        }
+        if let Some(missing) = Rpc::ALL.into_iter().find(|rpc| !seen.contains(rpc)) {
+            return Err(RouteTableError::MissingRpc(missing));
+        }
+        RouteTable::from_routes(routes)
+    }
+
+    fn from_routes(mut routes: Vec<Route>) -> Result<RouteTable, RouteTableError> {
+        for (index, first) in routes.iter().enumerate() {
+            for second in &routes[index + 1..] {
+                if first.method == second.method && first.template.overlaps(&second.template) {
+                    return Err(RouteTableError::Conflict {
+                        first: first.rpc,
+                        second: second.rpc,
+                        method: second.method.clone(),
+                        template: second.template.text.clone(),
+                    });
+                }
+            }
+        }
+        routes.sort_by_key(|route| route.template.verb.is_none());
+        Ok(RouteTable { routes })
+    }
+
+    /// Every route.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for `method` and `path` (the request URI's path, still
+    /// percent-encoded, without the query).
+    pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            if let Some(path_params) = route.template.bind(path) {
+                if route.method == *method {
+                    return RouteMatch::Found(MatchedRoute { route, path_params });
+                }
+                if !allowed.contains(&route.method) {
+                    allowed.push(route.method.clone());
+                }
+            }
+        }
+        if allowed.is_empty() {
+            RouteMatch::NotFound
+        } else {
+            RouteMatch::MethodNotAllowed { allowed }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::rest::json::ProtoJson;
+
+    pub(crate) fn table() -> RouteTable {
+        let json = ProtoJson::load().expect("descriptor set");
+        RouteTable::from_pool(json.pool()).expect("every RPC has a servable rule")
+    }
+
+    fn descriptor(name: &str) -> MessageDescriptor {
+        let json = ProtoJson::load().expect("descriptor set");
+        json.pool()
+            .get_message_by_name(&format!("tokend.v1.{name}"))
+            .expect("message")
+    }
+
+    /// The routes of the contract, written out once: a change to an
+    /// annotation in the proto fails here, in review, not in a client.
+    const CONTRACT: [(Rpc, &str, &str, BodyRule); 9] = [
+        (Rpc::CreateToken, "POST", "/v1/tokens", BodyRule::Whole),
+        (Rpc::GetToken, "GET", "/v1/tokens/{id}", BodyRule::None),
+        (Rpc::ListTokens, "GET", "/v1/tokens", BodyRule::None),
+        (
+            Rpc::RevokeScrapeToken,
+            "DELETE",
+            "/api/integrations/prometheus-tokens/{id}",
+            BodyRule::None,
+        ),
+        (
+            Rpc::RevokePersonalAccessToken,
+            "DELETE",
+            "/api/v2/personal_access_tokens/{token_id}",
+            BodyRule::None,
+        ),
+        (
+            Rpc::RevokeServiceAccountToken,
+            "DELETE",
+            "/service-accounts/{service_account_slug}/tokens/{token_slug}",
+            BodyRule::None,
+        ),
+        (
+            Rpc::DeleteWorkspaceApiKey,
+            "DELETE",
+            "/workspaces/{workspace_id}/apikeys/{key_name}",
+            BodyRule::None,
+        ),
+        (
+            Rpc::AuthenticateToken,
+            "POST",
+            "/v1/tokens:authenticate",
+            BodyRule::Whole,
+        ),
+        (
+            Rpc::ListAuditEvents,
+            "GET",
+            "/v1/auditEvents",
+            BodyRule::None,
+        ),
+    ];
+
+    #[test]
+    fn the_table_holds_the_contracts_routes_from_the_annotations() {
+        let table = table();
+        let mut found: Vec<(Rpc, String, String, BodyRule)> = table
+            .routes()
+            .iter()
+            .map(|route| {
+                (
+                    route.rpc(),
+                    route.method().to_string(),
+                    route.template().as_str().to_owned(),
+                    route.body(),
+                )
+            })
+            .collect();
+        found.sort_by_key(|(rpc, ..)| Rpc::ALL.iter().position(|r| r == rpc));
+        let expected: Vec<(Rpc, String, String, BodyRule)> = CONTRACT
+            .iter()
+            .map(|(rpc, method, path, body)| {
+                (*rpc, (*method).to_owned(), (*path).to_owned(), *body)
+            })
+            .collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn json_routes_live_under_v1_and_the_revokes_keep_their_own_paths() {
+        for route in table().routes() {
+            let under_v1 = route.template().as_str().starts_with("/v1/");
+            assert_eq!(
+                under_v1,
+                route.rpc().wire_format() == WireFormat::ProtoJson,
+                "{:?} {}",
+                route.rpc(),
+                route.template().as_str()
+            );
+            assert_eq!(
+                route.input().name(),
+                format!("{}Request", route.rpc().method_name())
+            );
+        }
+    }
+
+    #[test]
+    fn the_reference_lists_every_route() {
+        let reference =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md"))
+                .expect("docs/reference.md");
+        for route in table().routes() {
+            let row = format!("`{} {}`", route.method(), route.template().as_str());
+            assert!(
+                reference.contains(&row),
+                "docs/reference.md does not list {row}"
+            );
+        }
+    }
+
+    fn found(table: &RouteTable, method: Method, path: &str) -> (Rpc, Vec<(String, String)>) {
+        match table.find(&method, path) {
+            RouteMatch::Found(matched) => (
+                matched.route().rpc(),
+                matched
+                    .path_params()
+                    .iter()
+                    .map(|p| (p.field().name().to_owned(), p.raw().to_owned()))
+                    .collect(),
+            ),
+            other => panic!("{method} {path}: {other:?}"),
+        }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn requests_find_their_route_and_path_variables() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::GET, "/v1/tokens/42"),
+            (Rpc::GetToken, pairs(&[("id", "42")]))
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/v1/tokens"),
+            (Rpc::ListTokens, vec![])
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/v1/tokens"),
+            (Rpc::CreateToken, vec![])
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/v1/tokens:authenticate"),
+            (Rpc::AuthenticateToken, vec![])
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/v1/auditEvents"),
+            (Rpc::ListAuditEvents, vec![])
+        );
+        assert_eq!(
+            found(
+                &table,
+                Method::DELETE,
+                "/api/integrations/prometheus-tokens/7"
+            ),
+            (Rpc::RevokeScrapeToken, pairs(&[("id", "7")]))
+        );
+        assert_eq!(
+            found(
+                &table,
+                Method::DELETE,
+                "/api/v2/personal_access_tokens/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+            ),
+            (
+                Rpc::RevokePersonalAccessToken,
+                pairs(&[("token_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")])
+            )
+        );
+        assert_eq!(
+            found(
+                &table,
+                Method::DELETE,
+                "/service-accounts/builder/tokens/ci-deploy"
+            ),
+            (
+                Rpc::RevokeServiceAccountToken,
+                pairs(&[
+                    ("service_account_slug", "builder"),
+                    ("token_slug", "ci-deploy")
+                ])
+            )
+        );
+        // Values stay percent-encoded until decoding; a `:` is part of a
+        // value when the template has no verb.
+        assert_eq!(
+            found(
+                &table,
+                Method::DELETE,
+                "/workspaces/g-0123456789/apikeys/deploy%20key:2"
+            ),
+            (
+                Rpc::DeleteWorkspaceApiKey,
+                pairs(&[
+                    ("workspace_id", "g-0123456789"),
+                    ("key_name", "deploy%20key:2")
+                ])
+            )
+        );
+    }
+
+    #[test]
+    fn other_paths_and_methods_find_nothing() {
+        let table = table();
+        for path in [
+            "/v1/tokens/",
+            "/v1/tokens//",
+            "/v1/tokens/1/extra",
+            "/v1/nope",
+            "v1/tokens",
+            "",
+            "/",
+            "/v1/tokens:nope",
+            "/v1/tokens:authenticate/x",
+            "/V1/tokens",
+            "/api/integrations/prometheus-tokens",
+        ] {
+            assert!(
+                matches!(table.find(&Method::GET, path), RouteMatch::NotFound),
+                "{path}"
+            );
+        }
+        match table.find(&Method::PUT, "/v1/tokens") {
+            RouteMatch::MethodNotAllowed { allowed } => {
+                assert_eq!(allowed.len(), 2);
+                assert!(allowed.contains(&Method::GET) && allowed.contains(&Method::POST));
+            }
+            other => panic!("{other:?}"),
+        }
+        match table.find(&Method::GET, "/v1/tokens:authenticate") {
+            RouteMatch::MethodNotAllowed { allowed } => assert_eq!(allowed, vec![Method::POST]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_parse_or_say_what_is_wrong() {
+        let get = descriptor("GetTokenRequest");
+        let create = descriptor("CreateTokenRequest");
+        let rotate = PathTemplate::parse("/v1/tokens/{id}:rotate", &get).unwrap();
+        assert_eq!(rotate.verb.as_deref(), Some("rotate"));
+        assert_eq!(rotate.bind("/v1/tokens/3:rotate").unwrap()[0].raw(), "3");
+        assert!(rotate.bind("/v1/tokens/3").is_none());
+        let cases: [(&str, &MessageDescriptor, TemplateError); 11] = [
+            ("v1/tokens", &get, TemplateError::NotAbsolute),
+            ("/v1//tokens", &get, TemplateError::EmptySegment),
+            ("/v1/tokens/", &get, TemplateError::EmptySegment),
+            ("/v1/*", &get, TemplateError::UnsupportedSegment("*".into())),
+            (
+                "/v1/{id=*}",
+                &get,
+                TemplateError::UnsupportedSegment("{id=*}".into()),
+            ),
+            (
+                "/v1/{a.b}",
+                &get,
+                TemplateError::UnsupportedSegment("{a.b}".into()),
+            ),
+            ("/v1/tokens:", &get, TemplateError::BadVerb(String::new())),
+            (
+                "/v1/{nope}",
+                &get,
+                TemplateError::UnknownField {
+                    field: "nope".into(),
+                    message: "tokend.v1.GetTokenRequest".into(),
+                },
+            ),
+            (
+                "/v1/{expire_time}",
+                &create,
+                TemplateError::NotBindable("expire_time".into()),
+            ),
+            (
+                "/v1/{scopes}",
+                &create,
+                TemplateError::NotBindable("scopes".into()),
+            ),
+            (
+                "/v1/{name}/{name}",
+                &create,
+                TemplateError::BoundTwice("name".into()),
+            ),
+        ];
+        for (text, input, expected) in cases {
+            assert_eq!(PathTemplate::parse(text, input), Err(expected), "{text}");
+        }
+    }
+
+    /// A route outside the proto, with no body, for rules no RPC uses yet.
+    pub(crate) fn route_for(
+        rpc: Rpc,
+        method: Method,
+        template: &str,
+        input: &MessageDescriptor,
+    ) -> Route {
+        Route {
+            rpc,
+            method,
+            template: PathTemplate::parse(template, input).unwrap(),
+            body: BodyRule::None,
+            input: input.clone(),
+        }
+    }
+
+    pub(crate) fn table_of(routes: Vec<Route>) -> RouteTable {
+        RouteTable::from_routes(routes).unwrap()
+    }
+
+    fn route(rpc: Rpc, method: Method, template: &str) -> Route {
+        let input = descriptor(&format!("{}Request", rpc.method_name()));
+        route_for(rpc, method, template, &input)
+    }
+
+    #[test]
+    fn two_routes_that_one_request_could_match_are_refused() {
+        let conflict = RouteTable::from_routes(vec![
+            route(Rpc::GetToken, Method::GET, "/v1/tokens/{id}"),
+            route(Rpc::ListTokens, Method::GET, "/v1/tokens/mine"),
+        ]);
+        assert!(matches!(
+            conflict,
+            Err(RouteTableError::Conflict {
+                first: Rpc::GetToken,
+                second: Rpc::ListTokens,
+                ..
+            })
+        ));
+        // Another method, another verb or another length do not overlap, and
+        // the verb route is tried first.
+        let table = RouteTable::from_routes(vec![
+            route(Rpc::GetToken, Method::GET, "/v1/tokens/{id}"),
+            route(Rpc::ListTokens, Method::POST, "/v1/tokens/mine"),
+            route(
+                Rpc::RevokeScrapeToken,
+                Method::GET,
+                "/v1/tokens/{id}:revoke",
+            ),
+            route(Rpc::ListAuditEvents, Method::GET, "/v1/tokens"),
+        ])
+        .unwrap();
+        assert_eq!(
+            found(&table, Method::GET, "/v1/tokens/5:revoke"),
+            (Rpc::RevokeScrapeToken, pairs(&[("id", "5")]))
+        );
+    }
+}
