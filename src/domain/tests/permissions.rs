@@ -76,7 +76,8 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
     let alice = user(ACME, "alice");
     let bob = user(ACME, "bob");
     let target = match rpc {
-        Rpc::GetOwnPersonal | Rpc::RevokeOwnPersonal => {
+        // Something of `acme` to list, which `evil` must not see.
+        Rpc::GetOwnPersonal | Rpc::RevokeOwnPersonal | Rpc::ListTokens | Rpc::ListAudit => {
             Some(fx.made(&alice, TokenKind::PersonalAccess, "mine").await)
         }
         Rpc::GetOthersToken | Rpc::RevokeOthersPersonal => {
@@ -96,9 +97,7 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
         Rpc::CreateScrape
         | Rpc::CreatePersonal
         | Rpc::CreateServiceAccount
-        | Rpc::CreateWorkspace
-        | Rpc::ListTokens
-        | Rpc::ListAudit => None,
+        | Rpc::CreateWorkspace => None,
     };
     let tokens_before = fx.repository.tokens();
     let events_before = fx.repository.audit_events();
@@ -121,6 +120,7 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
                 page.items.iter().all(|t| t.org_id == who.org_id),
                 "a list shows only the caller's organisation"
             );
+            assert_eq!(page.items.is_empty(), who.org_id != ACME);
         }),
         Rpc::RevokeScrape
         | Rpc::RevokeOwnPersonal
@@ -141,6 +141,7 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
             .await
             .map(|page| {
                 assert!(page.items.iter().all(|e| e.org_id == who.org_id));
+                assert_eq!(page.items.is_empty(), who.org_id != ACME);
             }),
     };
     let outcome = match result {
