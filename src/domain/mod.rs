@@ -9,6 +9,8 @@ pub mod clock;
 pub mod error;
 pub mod kind;
 pub mod last_use;
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;
 pub mod pagination;
 pub mod rate_limit;
 pub mod repository;
@@ -16,6 +18,9 @@ pub mod secret;
 pub mod service;
 pub mod token;
 pub mod validation;
+
+#[cfg(test)]
+mod tests;
 
 pub use audit::{AuditEvent, AuditEventType};
 pub use caller::{Caller, Permission};

@@ -298,6 +298,10 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
         f(&mut request);
         request
     };
+    // Every rule, good and bad values, is a unit test of the core
+    // (src/domain/tests/validation.rs); here each request field is sent
+    // bad at least once, to hold its conversion, the locations and the
+    // INVALID_FIELD details on both databases, and that nothing is written.
     let cases: Vec<(CreateTokenRequest, Vec<&str>)> = vec![
         (
             CreateTokenRequest {
@@ -318,24 +322,6 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
             sa(&|r| r.service_account_slug = String::new()),
             vec!["service_account_slug"],
         ),
-        (
-            sa(&|r| r.service_account_slug = "-bad".into()),
-            vec!["service_account_slug"],
-        ),
-        (
-            sa(&|r| r.service_account_slug = "a".repeat(64)),
-            vec!["service_account_slug"],
-        ),
-        (sa(&|r| r.name = "Not A Slug".into()), vec!["name"]),
-        (
-            sa(&|r| r.workspace_id = "g-0123456789".into()),
-            vec!["workspace_id"],
-        ),
-        (create_request(TokenKind::Scrape, ""), vec!["name"]),
-        (
-            create_request(TokenKind::Scrape, &"n".repeat(101)),
-            vec!["name"],
-        ),
         (create_request(TokenKind::Scrape, "tab\there"), vec!["name"]),
         (
             {
@@ -344,14 +330,6 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
                 r
             },
             vec!["service_account_slug"],
-        ),
-        (
-            {
-                let mut r = create_request(TokenKind::WorkspaceApiKey, "x");
-                r.workspace_id = String::new();
-                r
-            },
-            vec!["workspace_id"],
         ),
         (
             {
@@ -376,14 +354,6 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
                 r
             },
             vec!["scopes"],
-        ),
-        (
-            {
-                let mut r = create_request(TokenKind::Scrape, "x");
-                r.scopes = vec!["s".repeat(65)];
-                r
-            },
-            vec!["scopes[0]"],
         ),
         (
             {
@@ -492,10 +462,6 @@ async fn every_validation_rule_reports_its_field_and_writes_nothing(
     for bad_list in [
         ListTokensRequest {
             page_size: 1001,
-            ..Default::default()
-        },
-        ListTokensRequest {
-            page_size: -1,
             ..Default::default()
         },
         ListTokensRequest {

@@ -1,0 +1,457 @@
+//! A [`TokenRepository`] held in memory, for tests of the core that run in
+//! milliseconds. It keeps the store's semantics (src/store/queries.rs and the
+//! schema's unique indexes), so a rule the core relies on the store for is
+//! exercised here too:
+//!
+//! - every organisation-scoped read and write matches `org_id`;
+//! - an active name is unique per organisation and service account
+//!   (service-account tokens) or workspace (workspace API keys), among
+//!   tokens that are not revoked; `token_id` and the secret hash are unique
+//!   everywhere: a clash is [`StoreError::Conflict`] and writes nothing;
+//! - a create and an effective revoke each write their audit event in the
+//!   same step (under one lock), so a revoke is race free: exactly one
+//!   caller sees [`RevokeOutcome::Revoked`];
+//! - an already revoked target answers [`RevokeOutcome::AlreadyRevoked`]
+//!   with the most recently revoked token of that name and its original
+//!   `revoked_at`;
+//! - lists are keyset-paged by id, oldest first.
+//!
+//! It also records which methods were called (to prove that a refused
+//! request reached no storage) and can be told to fail the next calls.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use crate::domain::kind::TokenKind;
+use crate::domain::pagination::PageTokenKey;
+use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::secret::TokenHash;
+use crate::domain::token::{
+    EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts,
+    TokenFilter, TokenState, Visibility,
+};
+
+/// One method of [`TokenRepository`], as recorded by [`MemoryRepository`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepositoryCall {
+    /// [`TokenRepository::create_token`].
+    CreateToken,
+    /// [`TokenRepository::find_token`].
+    FindToken,
+    /// [`TokenRepository::list_tokens`].
+    ListTokens,
+    /// [`TokenRepository::revoke_token`].
+    RevokeToken,
+    /// [`TokenRepository::find_by_hash`].
+    FindByHash,
+    /// [`TokenRepository::touch_last_used`].
+    TouchLastUsed,
+    /// [`TokenRepository::list_audit_events`].
+    ListAuditEvents,
+    /// [`TokenRepository::count_tokens`].
+    CountTokens,
+    /// [`TokenRepository::ping`].
+    Ping,
+}
+
+/// A token row: the token and the hash it is found by.
+#[derive(Debug)]
+struct Row {
+    token: Token,
+    hash: TokenHash,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By id, ascending (ids only grow).
+    rows: Vec<Row>,
+    /// By id, ascending.
+    events: Vec<AuditEvent>,
+    last_token_id: i64,
+    last_event_id: i64,
+    calls: Vec<RepositoryCall>,
+    /// Errors the next calls return, one each, before doing anything.
+    failures: VecDeque<StoreError>,
+}
+
+impl State {
+    /// Records `call`; the next queued failure, if any.
+    fn enter(&mut self, call: RepositoryCall) -> Result<(), StoreError> {
+        self.calls.push(call);
+        self.failures.pop_front().map_or(Ok(()), Err)
+    }
+
+    fn push_event(
+        &mut self,
+        event_type: AuditEventType,
+        token: &Token,
+        audit: &AuditContext,
+        reason: Option<String>,
+    ) {
+        self.last_event_id += 1;
+        self.events.push(AuditEvent {
+            id: self.last_event_id,
+            event_type,
+            org_id: token.org_id.clone(),
+            actor: audit.actor.clone(),
+            token_id: token.token_id,
+            token_numeric_id: token.id,
+            token_kind: token.kind,
+            request_id: audit.request_id.clone(),
+            occurred_at: audit.now,
+            reason,
+        });
+    }
+
+    /// Whether an active token of `new`'s organisation already holds its
+    /// name, or its UUID or hash is taken anywhere (the unique indexes).
+    fn clashes(&self, new: &NewToken) -> bool {
+        self.rows.iter().any(|row| {
+            let token = &row.token;
+            if token.token_id == new.token_id || row.hash == new.secret_hash {
+                return true;
+            }
+            let active_same_name = token.revoked_at.is_none()
+                && token.org_id == new.org_id
+                && token.kind == new.kind
+                && token.name == new.name;
+            active_same_name
+                && match new.kind {
+                    TokenKind::ServiceAccount => {
+                        token.service_account_slug == new.service_account_slug
+                    }
+                    TokenKind::WorkspaceApiKey => token.workspace_id == new.workspace_id,
+                    TokenKind::Scrape | TokenKind::PersonalAccess => false,
+                }
+        })
+    }
+}
+
+/// Whether `token` is one of `org_id`'s tokens that `visibility` shows.
+fn visible(token: &Token, org_id: &str, visibility: &Visibility) -> bool {
+    token.org_id == org_id
+        && match visibility {
+            Visibility::WholeOrg => true,
+            Visibility::OwnPersonalTokens { owner_user_id } => {
+                token.kind == TokenKind::PersonalAccess && &token.owner_user_id == owner_user_id
+            }
+        }
+}
+
+/// Whether `token` is the one `target` names within `org_id`, revoked or not.
+fn named_by(token: &Token, org_id: &str, target: &RevokeTarget) -> bool {
+    if token.org_id != org_id || token.kind != target.kind() {
+        return false;
+    }
+    match target {
+        RevokeTarget::Scrape { id } => token.id == *id,
+        RevokeTarget::PersonalAccess {
+            token_id,
+            owner_user_id,
+        } => {
+            token.token_id == *token_id
+                && owner_user_id
+                    .as_ref()
+                    .is_none_or(|owner| &token.owner_user_id == owner)
+        }
+        RevokeTarget::ServiceAccount {
+            service_account_slug,
+            token_slug,
+        } => {
+            token.service_account_slug.as_ref() == Some(service_account_slug)
+                && &token.name == token_slug
+        }
+        RevokeTarget::WorkspaceApiKey {
+            workspace_id,
+            key_name,
+        } => token.workspace_id.as_ref() == Some(workspace_id) && &token.name == key_name,
+    }
+}
+
+fn matches_filter(token: &Token, filter: &TokenFilter) -> bool {
+    filter.kind.is_none_or(|kind| token.kind == kind)
+        && filter
+            .service_account_slug
+            .as_ref()
+            .is_none_or(|slug| token.service_account_slug.as_ref() == Some(slug))
+        && filter
+            .workspace_id
+            .as_ref()
+            .is_none_or(|workspace| token.workspace_id.as_ref() == Some(workspace))
+        && (filter.show_revoked || token.revoked_at.is_none())
+}
+
+fn take<T>(items: impl Iterator<Item = T>, limit: u64) -> Vec<T> {
+    items
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Token and audit storage in memory. Clones share the same data, so a
+/// test can keep one while the core (or the last-use writer) holds another.
+#[derive(Clone, Debug)]
+pub struct MemoryRepository {
+    state: Arc<Mutex<State>>,
+    page_token_key: PageTokenKey,
+}
+
+impl Default for MemoryRepository {
+    fn default() -> Self {
+        MemoryRepository::new()
+    }
+}
+
+impl MemoryRepository {
+    /// An empty repository with a fixed page-token key.
+    pub fn new() -> MemoryRepository {
+        MemoryRepository {
+            state: Arc::default(),
+            page_token_key: PageTokenKey::from_bytes([0x5a; PageTokenKey::LEN]),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The page-token key, as `SeaStore::load_page_token_key` reads it from
+    /// the database.
+    pub fn load_page_token_key(&self) -> PageTokenKey {
+        self.page_token_key.clone()
+    }
+
+    /// Makes the next call (of any method) fail with `error` before doing
+    /// anything; several queued errors fail that many calls in turn.
+    pub fn fail_next_with(&self, error: StoreError) {
+        self.lock().failures.push_back(error);
+    }
+
+    /// The methods called so far, in order.
+    pub fn calls(&self) -> Vec<RepositoryCall> {
+        self.lock().calls.clone()
+    }
+
+    /// Forgets the calls recorded so far (after a test's set-up).
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Every token, by id, whatever its organisation or state.
+    pub fn tokens(&self) -> Vec<Token> {
+        self.lock()
+            .rows
+            .iter()
+            .map(|row| row.token.clone())
+            .collect()
+    }
+
+    /// Every audit event, by id, whatever its organisation.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        self.lock().events.clone()
+    }
+}
+
+impl TokenRepository for MemoryRepository {
+    async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::CreateToken)?;
+        if state.clashes(&new) {
+            return Err(StoreError::Conflict);
+        }
+        state.last_token_id += 1;
+        let token = Token {
+            id: state.last_token_id,
+            token_id: new.token_id,
+            kind: new.kind,
+            org_id: new.org_id,
+            name: new.name,
+            owner_user_id: new.owner_user_id,
+            service_account_slug: new.service_account_slug,
+            workspace_id: new.workspace_id,
+            scopes: new.scopes,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            created_by: new.created_by,
+            revoked_by: None,
+            revoke_reason: None,
+        };
+        state.push_event(token.kind.created_event(), &token, audit, None);
+        state.rows.push(Row {
+            token: token.clone(),
+            hash: new.secret_hash,
+        });
+        Ok(token)
+    }
+
+    async fn find_token(
+        &self,
+        org_id: &str,
+        id: i64,
+        visibility: &Visibility,
+    ) -> Result<Option<Token>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::FindToken)?;
+        Ok(state
+            .rows
+            .iter()
+            .map(|row| &row.token)
+            .find(|token| token.id == id && visible(token, org_id, visibility))
+            .cloned())
+    }
+
+    async fn list_tokens(
+        &self,
+        org_id: &str,
+        visibility: &Visibility,
+        filter: &TokenFilter,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Token>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::ListTokens)?;
+        let matching = state
+            .rows
+            .iter()
+            .map(|row| &row.token)
+            .filter(|token| after_id.is_none_or(|after| token.id > after))
+            .filter(|token| visible(token, org_id, visibility) && matches_filter(token, filter))
+            .cloned();
+        Ok(take(matching, limit))
+    }
+
+    async fn revoke_token(
+        &self,
+        org_id: &str,
+        target: &RevokeTarget,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::RevokeToken)?;
+        let active = state
+            .rows
+            .iter_mut()
+            .map(|row| &mut row.token)
+            .find(|token| token.revoked_at.is_none() && named_by(token, org_id, target));
+        if let Some(token) = active {
+            token.revoked_at = Some(audit.now);
+            token.revoked_by = Some(revocation.revoked_by.clone());
+            token.revoke_reason = revocation.reason.clone();
+            let token = token.clone();
+            state.push_event(
+                token.kind.revoked_event(),
+                &token,
+                audit,
+                revocation.reason.clone(),
+            );
+            return Ok(RevokeOutcome::Revoked(token));
+        }
+        // As the store: the most recently revoked token of that name (names
+        // can be reused after a revoke) answers idempotently.
+        let latest = state
+            .rows
+            .iter()
+            .map(|row| &row.token)
+            .filter(|token| named_by(token, org_id, target))
+            .max_by_key(|token| (token.revoked_at, token.id))
+            .cloned();
+        Ok(latest.map_or(RevokeOutcome::NotFound, RevokeOutcome::AlreadyRevoked))
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::FindByHash)?;
+        Ok(state
+            .rows
+            .iter()
+            .find(|row| &row.hash == hash)
+            .map(|row| row.token.clone()))
+    }
+
+    async fn touch_last_used(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::TouchLastUsed)?;
+        if let Some(row) = state.rows.iter_mut().find(|row| row.token.id == id)
+            && row
+                .token
+                .last_used_at
+                .is_none_or(|last| last < stale_before)
+        {
+            row.token.last_used_at = Some(now);
+        }
+        Ok(())
+    }
+
+    async fn list_audit_events(
+        &self,
+        org_id: &str,
+        event_type: Option<AuditEventType>,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::ListAuditEvents)?;
+        let matching = state
+            .events
+            .iter()
+            .filter(|event| event.org_id == org_id)
+            .filter(|event| event_type.is_none_or(|wanted| event.event_type == wanted))
+            .filter(|event| after_id.is_none_or(|after| event.id > after))
+            .cloned();
+        Ok(take(matching, limit))
+    }
+
+    async fn count_tokens(
+        &self,
+        org_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenCounts, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::CountTokens)?;
+        let mut counts = TokenCounts::default();
+        for kind in TokenKind::ALL {
+            let of_kind: Vec<&Token> = state
+                .rows
+                .iter()
+                .map(|row| &row.token)
+                .filter(|token| token.org_id == org_id && token.kind == kind)
+                .collect();
+            for token_state in TokenState::ALL {
+                let n = of_kind
+                    .iter()
+                    .filter(|token| token.state_at(now) == token_state)
+                    .count();
+                counts.counts.push((kind, token_state, count(n)));
+            }
+            let expiring_soon = of_kind
+                .iter()
+                .filter(|token| {
+                    token.revoked_at.is_none()
+                        && token
+                            .expires_at
+                            .is_some_and(|at| at > now && at <= now + EXPIRING_SOON)
+                })
+                .count();
+            counts.expiring_soon.push((kind, count(expiring_soon)));
+        }
+        Ok(counts)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.lock().enter(RepositoryCall::Ping)
+    }
+}
