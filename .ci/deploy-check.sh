@@ -11,6 +11,11 @@
 # on the next run). Exits non-zero on any render error, schema error or
 # failed consistency check.
 #
+# The monitoring pieces are checked with promtool (Debian's `prometheus`
+# package, installed here when missing; its service is never started): the
+# PrometheusRule's groups with `promtool check rules` and the unit tests in
+# deploy/prometheus/, the Grafana dashboard's queries as recording rules.
+#
 # Env overrides: KUBERNETES_VALIDATE_VERSION (pinned below), MIN_K8S_VERSION
 # (oldest Kubernetes the manifests promise to run on), DEPLOY_CHECK_DIR.
 set -euo pipefail
@@ -51,6 +56,37 @@ if ! have_kv; then
   have_kv || die "kubernetes-validate==$KV_VERSION did not install"
 fi
 
+# --- promtool (Debian's `prometheus` package) ------------------------------------
+# Only promtool is wanted. The package also ships the server's service: a
+# policy-rc.d that answers 101 ("action forbidden") keeps the maintainer
+# scripts from starting it (Debian container images already have one), and
+# on a machine running systemd the unit is disabled again afterwards.
+install_promtool() {
+  command -v apt-get >/dev/null || die "promtool not found, and no apt-get to install Debian's prometheus package"
+  local sudo=() added_policy=""
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "deploy-check: promtool not found: installing Debian's prometheus package (the service is not started)"
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod 0755 /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  local status=0
+  "${sudo[@]}" apt-get update -qq || status=$?
+  if [ "$status" -eq 0 ]; then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends prometheus >/dev/null || status=$?
+  fi
+  if [ -n "$added_policy" ]; then "${sudo[@]}" rm -f /usr/sbin/policy-rc.d; fi
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    "${sudo[@]}" systemctl disable prometheus.service >/dev/null 2>&1 || true
+  fi
+  [ "$status" -eq 0 ] || die "apt-get could not install prometheus (exit $status)"
+  command -v promtool >/dev/null || die "the prometheus package installed no promtool"
+}
+command -v promtool >/dev/null || install_promtool
+echo "deploy-check: $(promtool --version 2>&1 | head -n 1)"
+
 # --- render --------------------------------------------------------------------
 kustomize_version="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')"
 echo "deploy-check: kubectl kustomize ${kustomize_version:-(version unknown)}"
@@ -63,6 +99,97 @@ render() { # name dir
 }
 render base deploy/k8s/base
 render production deploy/k8s/overlays/production
+
+# --- monitoring: alert rules and dashboard queries through promtool --------------
+# The PrometheusRule's `spec` is a Prometheus rule file; it is taken from the
+# rendered manifests (what would be applied), checked, and unit-tested. The
+# dashboard's queries become recording rules (Grafana's variables replaced by
+# plain values) so that promtool parses every one of them.
+MON="$WORK/prometheus"
+rm -rf "$MON"
+mkdir -p "$MON"
+"$VENV/bin/python" - "$RENDERED" "$MON" deploy/grafana/tokend.json <<'PY'
+import json
+import re
+import sys
+
+import yaml
+
+rendered, out, dashboard_path = sys.argv[1:]
+
+
+def die(msg):
+    sys.exit(f"deploy-check: FAIL: {msg}")
+
+
+for label in ("base", "production"):
+    with open(f"{rendered}/{label}.yaml") as f:
+        rules = [o for o in yaml.safe_load_all(f)
+                 if o and o.get("kind") == "PrometheusRule"
+                 and o.get("apiVersion") == "monitoring.coreos.com/v1"]
+    if len(rules) != 1:
+        die(f"{label}: expected one PrometheusRule (monitoring.coreos.com/v1), found {len(rules)}")
+    name = "tokend-rules.yaml" if label == "base" else f"tokend-rules.{label}.yaml"
+    with open(f"{out}/{name}", "w") as f:
+        yaml.safe_dump(rules[0]["spec"], f, sort_keys=False)
+    print(f"deploy-check: {label}: PrometheusRule/{rules[0]['metadata']['name']} spec -> {name}")
+
+# The dashboard: JSON, a `datasource` variable of type datasource for
+# Prometheus, every panel with queries reads `${datasource}`, every query has
+# an expression, ids unique.
+try:
+    with open(dashboard_path) as f:
+        dash = json.load(f)
+except (OSError, json.JSONDecodeError) as e:
+    die(f"{dashboard_path}: {e}")
+variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+ds = variables.get("datasource", {})
+if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+    die(f"{dashboard_path}: needs a template variable `datasource` of type datasource, query prometheus")
+for name, v in variables.items():
+    if name != "datasource" and v.get("datasource", {}).get("uid") != "${datasource}":
+        die(f"{dashboard_path}: variable {name} must query ${{datasource}}")
+
+
+def panels(items):
+    for p in items:
+        yield p
+        yield from panels(p.get("panels", []))
+
+
+seen_ids, records = set(), []
+for p in panels(dash.get("panels", [])):
+    if p.get("id") in seen_ids:
+        die(f"{dashboard_path}: panel id {p.get('id')} used twice")
+    seen_ids.add(p.get("id"))
+    if p.get("type") == "row":
+        continue
+    targets = p.get("targets", [])
+    if not targets:
+        die(f"{dashboard_path}: panel {p.get('title')!r} has no query")
+    if p.get("datasource", {}).get("uid") != "${datasource}":
+        die(f"{dashboard_path}: panel {p.get('title')!r} does not read ${{datasource}}")
+    for t in targets:
+        expr = t.get("expr", "")
+        if not expr or t.get("datasource", {}).get("uid", "${datasource}") != "${datasource}":
+            die(f"{dashboard_path}: panel {p.get('title')!r} query {t.get('refId')} has no expression or another datasource")
+        plain = expr
+        for var, value in (("$__rate_interval", "5m"), ("$__interval", "1m"), ("$__range", "1h")):
+            plain = plain.replace(var, value)
+        plain = re.sub(r"\$\{?(namespace|pod)\}?", ".*", plain)
+        if "$" in plain:
+            die(f"{dashboard_path}: panel {p.get('title')!r} uses an unknown variable: {expr}")
+        records.append({"record": f"dashboard:panel{p['id']}:{t.get('refId', 'A').lower()}", "expr": plain})
+with open(f"{out}/dashboard-queries.yaml", "w") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": records}]}, f, sort_keys=False)
+print(f"deploy-check: {dashboard_path}: {len(seen_ids)} panels, {len(records)} queries -> dashboard-queries.yaml")
+PY
+cp deploy/prometheus/prometheusrule.test.yaml "$MON/"
+(
+  cd "$MON" &&
+    promtool check rules tokend-rules.yaml tokend-rules.production.yaml dashboard-queries.yaml &&
+    promtool test rules prometheusrule.test.yaml
+) || die "promtool rejected the alert rules, a dashboard query, or a rule unit test"
 
 # --- validate --------------------------------------------------------------------
 # Arguments: MIN_K8S, then label=file pairs. Rendered sets get the consistency
@@ -85,8 +212,9 @@ from packaging.version import Version
 # Custom resources have no schema in kubernetes-validate. These (and only
 # these) are skipped by the schema check, loudly; any other kind without a
 # schema (a typo in `kind` or `apiVersion`) is an error. ServiceMonitor is
-# cross-checked against the Service below instead.
-CRD_KINDS = {("monitoring.coreos.com", "ServiceMonitor")}
+# cross-checked against the Service below instead; PrometheusRule's shape is
+# checked below and its rules by promtool (above).
+CRD_KINDS = {("monitoring.coreos.com", "ServiceMonitor"), ("monitoring.coreos.com", "PrometheusRule")}
 STRICT = True
 
 min_version, pairs = sys.argv[1], sys.argv[2:]
@@ -282,7 +410,63 @@ def consistency(label, objs):
             # there would only spread a secret.
             check(not ({"authorization", "bearerTokenSecret", "bearerTokenFile", "basicAuth"} & ep.keys()),
                   "ServiceMonitor sends no credentials")
+
+    # PrometheusRule (no schema): its shape, the alerts the runbooks promise,
+    # and every runbook link lands on a heading of deploy/README.md.
+    prs = by_kind.get("PrometheusRule", [])
+    check(len(prs) == 1, "one PrometheusRule")
+    for pr in prs:
+        check(set(pr.keys()) == {"apiVersion", "kind", "metadata", "spec"} and set(pr["spec"].keys()) == {"groups"},
+              "PrometheusRule has only metadata and spec.groups")
+        groups = pr["spec"].get("groups") or []
+        check(isinstance(groups, list) and len(groups) > 0, "PrometheusRule has rule groups")
+        names = [g.get("name") for g in groups]
+        check(all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names), "rule groups have unique names")
+        alerts = {}
+        for g in groups:
+            check(set(g.keys()) <= {"name", "interval", "rules"}, f"group {g.get('name')}: only name, interval, rules")
+            rules = g.get("rules") or []
+            check(len(rules) > 0, f"group {g.get('name')} has rules")
+            for r in rules:
+                what = r.get("alert") or r.get("record")
+                check(("alert" in r) != ("record" in r), f"rule {what}: exactly one of alert / record")
+                check(isinstance(r.get("expr"), str) and r["expr"].strip() != "", f"rule {what}: has an expression")
+                if "alert" not in r:
+                    continue
+                alerts[r["alert"]] = r
+                check(set(r.keys()) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"},
+                      f"alert {what}: no unknown field")
+                check(seconds(r.get("for")) is not None and seconds(r.get("for")) > 0, f"alert {what}: has a `for` duration")
+                check(r.get("labels", {}).get("severity") in {"critical", "warning"}, f"alert {what}: severity critical or warning")
+                ann = r.get("annotations", {})
+                check(all(isinstance(ann.get(k), str) and ann[k] for k in ("summary", "description", "runbook_url")),
+                      f"alert {what}: summary, description and runbook_url annotations")
+                m = re.fullmatch(r"https://[^#\s]+/deploy/README\.md#([a-z0-9_-]+)", ann.get("runbook_url", ""))
+                check(m is not None and m.group(1) in RUNBOOK_ANCHORS,
+                      f"alert {what}: runbook_url names a heading of deploy/README.md")
+        check(set(REQUIRED_ALERTS) <= alerts.keys(), f"alerts {', '.join(sorted(REQUIRED_ALERTS))} are defined")
     return len(checks)
+
+
+# Headings of deploy/README.md, as GitHub anchors them (lower case,
+# punctuation but - and _ dropped, spaces to -), outside code fences.
+def markdown_anchors(path):
+    out, in_fence = set(), False
+    with open(path) as f:
+        for line in f:
+            if line.startswith("```"):
+                in_fence = not in_fence
+            m = None if in_fence else re.match(r"#{1,6} (.+)$", line.rstrip("\n"))
+            if m:
+                out.add("".join("-" if c == " " else c for c in m.group(1).strip().lower()
+                                if c == " " or c.isalnum() or c in "-_"))
+    return out
+
+
+RUNBOOK_ANCHORS = markdown_anchors("deploy/README.md")
+# The alerts deploy/README.md documents; dropping one must be deliberate.
+REQUIRED_ALERTS = ("TokendHighErrorRatio", "TokendHighLatencyP99", "TokendTargetDown", "TokendDown",
+                   "TokendPodsNotReady", "TokendDatabaseUnavailable", "TokendRateLimitRefusals")
 
 
 # --------------------------------------------------------------------- main

@@ -13,6 +13,7 @@
 mod support;
 
 mod caller_jwt;
+mod dashboards;
 mod data_folder;
 mod errors;
 mod hardening;
