@@ -16,11 +16,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admission::caller::CallerRateLimiter;
+use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::config::ServeArgs;
 use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder};
-use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, TokenLifecycle};
-use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::auth::AuthInterceptor;
 use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenServiceServer;
@@ -344,6 +344,7 @@ pub async fn start(
     let rate_limiter = Arc::new(CallerRateLimiter::new(
         args.rate_limit_per_second,
         args.rate_limit_burst,
+        clock.clone(),
     ));
     let failed_auth = Arc::new(FailedAuthLimiter::new(
         args.auth_failures_per_minute,

@@ -10,7 +10,6 @@ pub mod error;
 pub mod kind;
 pub mod last_use;
 pub mod pagination;
-pub mod rate_limit;
 pub mod repository;
 pub mod secret;
 pub mod service;

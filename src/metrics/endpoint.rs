@@ -21,9 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 
+use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::TokenRejection;
 use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
-use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::request_context::{REQUEST_ID_HEADER, accept_caller_id};
 use crate::identity::bearer_token;
 use crate::metrics::{Metrics, OrgAuthentications, render_tenant};
