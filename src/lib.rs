@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod http_listener;
 pub mod identity;
 pub mod metrics;
+pub mod request_id;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -22,6 +22,7 @@ use crate::config::ServeArgs;
 use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder};
 use crate::domain::{Clock, TokenLifecycle};
 use crate::grpc::auth::AuthInterceptor;
+use crate::grpc::call_metrics::RpcObserver;
 use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenServiceServer;
 use crate::grpc::request_context::RequestContextLayer;
@@ -29,8 +30,8 @@ use crate::grpc::service::TokenApi;
 use crate::http_listener::{self, HttpLimits};
 use crate::identity::secret_file::{self, SecretOrigin};
 use crate::identity::{HsSecret, JwtVerifier, KeyRing};
-use crate::metrics::endpoint::{self, MetricsState};
-use crate::metrics::{Metrics, OrgAuthentications, RpcObserver, ServedMethods};
+use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
+use crate::metrics::{Metrics, OrgAuthentications, ServedMethods};
 use crate::store::SeaStore;
 
 /// The readiness service name (docs/reference.md, "Health").
@@ -399,8 +400,10 @@ pub async fn start(
         );
 
     let mut http_shutdown = stop_rx;
+    let pool_store = store.clone();
     let http_router = endpoint::router(MetricsState {
         lifecycle: lifecycle.clone(),
+        pool: PoolStatusSource::new(move || pool_store.pool_status()),
         metrics: metrics.clone(),
         org_authentications,
         failed_auth,

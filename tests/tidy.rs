@@ -311,6 +311,24 @@ fn grpc_does_not_import_the_store() {
     );
 }
 
+#[test]
+fn metrics_knows_neither_grpc_nor_the_store_type() {
+    let forbidden = ForbiddenPaths::new(
+        r"crate::grpc|tokend::grpc|super::super::grpc|super::grpc|tonic[A-Za-z0-9_]*|crate::store::SeaStore|tokend::store::SeaStore",
+    );
+    let offences: Vec<String> = files_under("src/metrics/", ".rs")
+        .iter()
+        .flat_map(|f| forbidden.offences(f))
+        .collect();
+    report(
+        "src/metrics reaches the core through the `TokenRepository` trait and \
+         knows no transport: it imports neither src/grpc (the gRPC side feeds \
+         it through `Metrics::record_call`) nor tonic nor `SeaStore` (the \
+         server passes a `PoolStatusSource`).",
+        &offences,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Error reasons: code and docs/errors.md agree
 // ---------------------------------------------------------------------------
