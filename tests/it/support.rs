@@ -15,7 +15,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tonic_types::StatusExt;
 
-use tokend::config::{Cli, ServeArgs};
+use tokend::config::{Cli, ServeArgs, ServerConfig};
 use tokend::domain::ManualClock;
 use tokend::grpc::proto::Problem;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
@@ -212,7 +212,8 @@ impl TestServer {
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
-        let handle = server::start(args, clock.clone(), grpc, http)
+        let config = ServerConfig::from_args(&args).expect("valid test settings");
+        let handle = server::start(config, clock.clone(), grpc, http)
             .await
             .expect("server starts");
         let channel = Endpoint::from_shared(format!("http://{}", handle.grpc_addr))
