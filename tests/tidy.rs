@@ -753,16 +753,28 @@ fn code_map_names_every_folder_and_top_level_module_of_src() {
 /// The names of each setting, from the one table of src/config/setting.rs:
 /// variant → (flag without `--`, environment variable).
 fn setting_names(setting: &SourceFile) -> BTreeMap<String, (String, Option<String>)> {
-    let row = Regex::new(r#"Setting::(\w+)\s*=>\s*\("([^"]+)",\s*(?:Some\("([^"]+)"\)|None)\)"#)
-        .expect("regex");
-    row.captures_iter(&setting.text)
+    // rustfmt may wrap a long arm in braces and break the tuple over lines.
+    let row = Regex::new(
+        r#"Setting::(\w+)\s*=>\s*\{?\s*\(\s*"([^"]+)",\s*(?:Some\("([^"]+)"\)|None),?\s*\)"#,
+    )
+    .expect("regex");
+    let names: BTreeMap<String, (String, Option<String>)> = row
+        .captures_iter(&setting.text)
         .map(|c| {
             (
                 c[1].to_owned(),
                 (c[2].to_owned(), c.get(3).map(|e| e.as_str().to_owned())),
             )
         })
-        .collect()
+        .collect();
+    let arms = Regex::new(r"Setting::\w+\s*=>").expect("regex");
+    assert_eq!(
+        names.len(),
+        arms.find_iter(&setting.text).count(),
+        "tidy cannot read every arm of the names table in {}; update tests/tidy.rs",
+        setting.rel
+    );
+    names
 }
 
 /// One flag of src/config/cli.rs.
