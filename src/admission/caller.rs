@@ -12,7 +12,7 @@
 //! limiter, so tests move a manual clock instead of sleeping.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock as _;
@@ -25,18 +25,52 @@ use crate::domain::{Caller, Clock, ServiceError};
 /// Who a budget belongs to: `(org_id, sub)`.
 type CallerKey = (String, String);
 
-/// governor's view of the server's [`Clock`]: the time since the Unix epoch.
-/// A clock set before the epoch reads as the epoch; a clock that steps back
-/// only makes waits look shorter (governor subtracts saturating).
+/// governor's view of the server's [`Clock`]: how far that clock has moved
+/// FORWARD since the limiter was made. The server's clock is wall time, and
+/// wall time can step back (an NTP correction): counted as is, a step back
+/// of an hour would refuse every active caller for that hour. So a step
+/// back counts as no time; a step forward refills budgets early, which only
+/// admits.
 #[derive(Clone, Debug)]
-struct ServerTime(Arc<dyn Clock>);
+struct ServerTime(Arc<ForwardTime>);
+
+#[derive(Debug)]
+struct ForwardTime {
+    clock: Arc<dyn Clock>,
+    /// The clock's last reading (ns since the epoch) and the forward time
+    /// counted so far.
+    progress: Mutex<(i64, Duration)>,
+}
+
+impl ServerTime {
+    fn new(clock: Arc<dyn Clock>) -> ServerTime {
+        let start = wall_nanos(clock.as_ref());
+        ServerTime(Arc::new(ForwardTime {
+            clock,
+            progress: Mutex::new((start, Duration::ZERO)),
+        }))
+    }
+}
+
+fn wall_nanos(clock: &dyn Clock) -> i64 {
+    clock.now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
 
 impl governor::clock::Clock for ServerTime {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        let nanos = self.0.now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+        let wall = wall_nanos(self.0.clock.as_ref());
+        // Every update is one assignment: a poisoned lock holds no torn state.
+        let mut progress = self
+            .0
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, elapsed) = *progress;
+        let forward = u64::try_from(wall.saturating_sub(last)).unwrap_or(0);
+        *progress = (wall, elapsed.saturating_add(Duration::from_nanos(forward)));
+        progress.1
     }
 }
 
@@ -63,7 +97,7 @@ impl CallerRateLimiter {
     /// time; `per_second == 0` turns limiting off. A zero burst is read as a
     /// burst of one.
     pub fn new(per_second: u32, burst: u32, clock: Arc<dyn Clock>) -> CallerRateLimiter {
-        let clock = ServerTime(clock);
+        let clock = ServerTime::new(clock);
         let limiter = NonZeroU32::new(per_second).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::new(
@@ -148,5 +182,22 @@ mod tests {
         );
         clock.advance(TimeDelta::milliseconds(1));
         assert!(limiter.check(&busy).is_ok(), "one call refilled");
+    }
+
+    #[test]
+    fn a_clock_stepping_back_refuses_no_one_and_refills_no_one() {
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let limiter = CallerRateLimiter::new(10, 3, clock.clone());
+        let caller = caller("steady");
+        assert!(limiter.check(&caller).is_ok());
+        assert!(limiter.check(&caller).is_ok());
+        clock.advance(TimeDelta::hours(-1));
+        assert!(limiter.check(&caller).is_ok(), "the last call of the burst");
+        assert!(limiter.check(&caller).is_err(), "the burst is spent");
+        clock.advance(TimeDelta::milliseconds(100));
+        assert!(
+            limiter.check(&caller).is_ok(),
+            "time counts again from the step"
+        );
     }
 }

@@ -227,7 +227,7 @@ pub enum ServedMethodsError {
 /// The gRPC methods the server serves, as request paths
 /// (`/package.Service/Method`): the only values of the `method` label
 /// besides [`UNKNOWN_METHOD`]. Built from each registered service's name
-/// and the descriptors that describe it (see `server::GrpcServices`), so it
+/// and the descriptors that describe it (see the server's `GrpcServices`), so it
 /// cannot drift from what is served, and no request can add to it.
 #[derive(Clone, Debug, Default)]
 pub struct ServedMethods(HashSet<String>);
