@@ -7,14 +7,15 @@
 //! [`server`] wires everything, [`config`] holds the command line, [`data_dir`]
 //! keeps the data folder private.
 
+pub mod admission;
 pub mod config;
 pub mod data_dir;
 pub mod domain;
-pub mod failed_auth;
 pub mod grpc;
 pub mod http_listener;
 pub mod identity;
 pub mod metrics;
+pub mod request_id;
 pub mod rest;
 pub mod server;
 pub mod store;

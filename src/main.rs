@@ -7,11 +7,14 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use tokend::config::{Cli, Command, MigrateArgs, MintJwtArgs, ServeArgs};
+use tokend::config::server_config::{self, ServerConfig};
+use tokend::config::{
+    Cli, Command, Invalid, MigrateArgs, MintJwtArgs, ServeArgs, Setting, StartupError,
+};
 use tokend::domain::SystemClock;
 use tokend::identity::secret_file;
-use tokend::identity::{HsSecret, MintRequest, mint_hs256};
-use tokend::server::{self, StartupError};
+use tokend::identity::{MintRequest, mint_hs256};
+use tokend::server;
 use tokend::store::SeaStore;
 use tokend::telemetry::init_logging;
 
@@ -38,28 +41,34 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line naming the setting at fault.
+            // One line naming the setting at fault (with its causes).
             eprintln!("tokend: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn bind(
+/// A listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}")]
+struct BindError {
     addr: std::net::SocketAddr,
-    setting: &'static str,
-) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr).await.map_err(|e| StartupError {
-        setting,
-        message: format!("cannot listen on {addr}: {e}"),
-    })
+    #[source]
+    source: std::io::Error,
+}
+
+async fn bind(addr: std::net::SocketAddr, setting: Setting) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::setting(setting, BindError { addr, source }))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     init_logging(args.log_format);
-    let grpc = bind(args.grpc_addr, "--grpc-addr (TOKEND_GRPC_ADDR)").await?;
-    let http = bind(args.http_addr, "--http-addr (TOKEND_HTTP_ADDR)").await?;
-    let handle = server::start(args, Arc::new(SystemClock), grpc, http).await?;
+    let config = ServerConfig::from_args(&args)?;
+    let grpc = bind(config.grpc_addr, Setting::GrpcAddr).await?;
+    let http = bind(config.http_addr, Setting::HttpAddr).await?;
+    let handle = server::start(config, Arc::new(SystemClock), grpc, http).await?;
     tracing::info!(grpc_addr = %handle.grpc_addr, http_addr = %handle.http_addr, "tokend listening");
     wait_for_signal().await;
     handle.shutdown().await;
@@ -84,59 +93,31 @@ async fn wait_for_signal() {
 
 async fn migrate(args: MigrateArgs) -> Result<(), StartupError> {
     init_logging(None);
-    let setting = "--database-url (DATABASE_URL)";
-    if args.database.database_url.is_none() {
-        tokend::data_dir::create(&args.database.data_dir).map_err(|e| StartupError {
-            setting: "--data-dir (TOKEND_DATA_DIR)",
-            message: e.to_string(),
-        })?;
-    }
-    let store = SeaStore::connect_lazy(&args.database.settings())
+    let settings = server_config::database_settings(&args.database)?;
+    let store = SeaStore::connect_lazy(&settings)
         .await
-        .map_err(|e| StartupError {
-            setting,
-            message: describe(&e),
-        })?;
-    store.migrate().await.map_err(|e| StartupError {
-        setting,
-        message: describe(&e),
-    })?;
+        .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
     tracing::info!("migrations applied");
     let _ = store.close().await;
     Ok(())
 }
 
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
     let secret = match &args.jwt_hs256_secret {
-        Some(secret) => HsSecret::new(secret.as_bytes()).map_err(|short| StartupError {
-            setting: "--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)",
-            message: short.to_string(),
-        })?,
+        Some(secret) => server_config::hs_secret(secret)?,
         None => {
-            let (secret, _, _) =
-                secret_file::load_or_create(&args.data_dir).map_err(|e| StartupError {
-                    setting: "--data-dir (TOKEND_DATA_DIR)",
-                    message: e.to_string(),
-                })?;
+            let (secret, _, _) = secret_file::load_or_create(&args.data_dir)
+                .map_err(|e| StartupError::setting(Setting::DataDir, e))?;
             secret
         }
     };
     let now = chrono::Utc::now().timestamp();
-    let ttl = i64::try_from(args.ttl.as_secs()).map_err(|_| StartupError {
-        setting: "--ttl",
-        message: "too long".to_owned(),
-    })?;
+    let ttl = i64::try_from(args.ttl.as_secs())
+        .map_err(|_| StartupError::setting(Setting::Ttl, Invalid("too long")))?;
     let claims = MintRequest {
         sub: args.sub.clone(),
         org_id: args.org.clone(),
@@ -147,13 +128,8 @@ fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
         iss: args.issuer.clone(),
         aud: args.audience.clone(),
     };
-    let jwt = mint_hs256(&secret, &claims).map_err(|e| StartupError {
-        setting: "--jwt-hs256-secret (TOKEND_JWT_HS256_SECRET)",
-        message: e.to_string(),
-    })?;
+    let jwt = mint_hs256(&secret, &claims)
+        .map_err(|e| StartupError::setting(Setting::JwtHs256Secret, e))?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{jwt}").map_err(|e| StartupError {
-        setting: "stdout",
-        message: e.to_string(),
-    })
+    writeln!(stdout, "{jwt}").map_err(|e| StartupError::part("stdout", e))
 }

@@ -327,6 +327,24 @@ fn rest_does_not_import_the_store() {
     );
 }
 
+#[test]
+fn metrics_knows_neither_grpc_nor_the_store_type() {
+    let forbidden = ForbiddenPaths::new(
+        r"crate::grpc|tokend::grpc|super::super::grpc|super::grpc|tonic[A-Za-z0-9_]*|crate::store::SeaStore|tokend::store::SeaStore",
+    );
+    let offences: Vec<String> = files_under("src/metrics/", ".rs")
+        .iter()
+        .flat_map(|f| forbidden.offences(f))
+        .collect();
+    report(
+        "src/metrics reaches the core through the `TokenRepository` trait and \
+         knows no transport: it imports neither src/grpc (the gRPC side feeds \
+         it through `Metrics::record_call`) nor tonic nor `SeaStore` (the \
+         server passes a `PoolStatusSource`).",
+        &offences,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Error reasons: code and docs/errors.md agree
 // ---------------------------------------------------------------------------
@@ -745,10 +763,37 @@ fn code_map_names_every_folder_and_top_level_module_of_src() {
 }
 
 // ---------------------------------------------------------------------------
-// Settings: src/config.rs and docs/reference.md agree
+// Settings: src/config/ and docs/reference.md agree
 // ---------------------------------------------------------------------------
 
-/// One flag of src/config.rs.
+/// The names of each setting, from the one table of src/config/setting.rs:
+/// variant → (flag without `--`, environment variable).
+fn setting_names(setting: &SourceFile) -> BTreeMap<String, (String, Option<String>)> {
+    // rustfmt may wrap a long arm in braces and break the tuple over lines.
+    let row = Regex::new(
+        r#"Setting::(\w+)\s*=>\s*\{?\s*\(\s*"([^"]+)",\s*(?:Some\("([^"]+)"\)|None),?\s*\)"#,
+    )
+    .expect("regex");
+    let names: BTreeMap<String, (String, Option<String>)> = row
+        .captures_iter(&setting.text)
+        .map(|c| {
+            (
+                c[1].to_owned(),
+                (c[2].to_owned(), c.get(3).map(|e| e.as_str().to_owned())),
+            )
+        })
+        .collect();
+    let arms = Regex::new(r"Setting::\w+\s*=>").expect("regex");
+    assert_eq!(
+        names.len(),
+        arms.find_iter(&setting.text).count(),
+        "tidy cannot read every arm of the names table in {}; update tests/tidy.rs",
+        setting.rel
+    );
+    names
+}
+
+/// One flag of src/config/cli.rs.
 #[derive(Debug)]
 struct Flag {
     name: String,
@@ -757,19 +802,28 @@ struct Flag {
     at: String,
 }
 
-fn config_flags(config: &SourceFile) -> Vec<Flag> {
+fn config_flags(cli: &SourceFile, names: &BTreeMap<String, (String, Option<String>)>) -> Vec<Flag> {
     let arg = Regex::new(r"(?s)#\[arg\((.*?)\)\]\s*pub\s+(\w+)\s*:").expect("regex");
-    let long = Regex::new(r#"\blong\s*=\s*"([^"]+)""#).expect("regex");
-    let env = Regex::new(r#"\benv\s*=\s*"([^"]+)""#).expect("regex");
+    let long = Regex::new(r"\blong\s*=\s*Setting::(\w+)\.long\(\)").expect("regex");
+    let env = Regex::new(r"\benv\s*=\s*Setting::(\w+)\.env\(\)").expect("regex");
     let default = Regex::new(r#"\bdefault_value\s*=\s*"([^"]*)""#).expect("regex");
     let default_t = Regex::new(r"\bdefault_value_t\s*=\s*([^,]+?)\s*(?:,|$)").expect("regex");
-    arg.captures_iter(&config.text)
+    arg.captures_iter(&cli.text)
         .filter(|c| Regex::new(r"\blong\b").expect("regex").is_match(&c[1]))
         .map(|c| {
             let attributes = &c[1];
-            let name = long
-                .captures(attributes)
-                .map_or_else(|| c[2].replace('_', "-"), |l| l[1].to_owned());
+            let at = cli.at(c.get(0).expect("match").start());
+            let named = |pattern: &Regex| {
+                pattern.captures(attributes).map(|v| {
+                    names.get(&v[1]).cloned().unwrap_or_else(|| {
+                        panic!(
+                            "tidy: {at}: `Setting::{}` is not in src/config/setting.rs's table",
+                            &v[1]
+                        )
+                    })
+                })
+            };
+            let name = named(&long).map_or_else(|| c[2].replace('_', "-"), |(flag, _)| flag);
             let default = default
                 .captures(attributes)
                 .map(|d| d[1].to_owned())
@@ -784,9 +838,9 @@ fn config_flags(config: &SourceFile) -> Vec<Flag> {
                 });
             Flag {
                 name: format!("--{name}"),
-                env: env.captures(attributes).map(|e| e[1].to_owned()),
+                env: named(&env).and_then(|(_, env)| env),
                 default,
-                at: config.at(c.get(0).expect("match").start()),
+                at,
             }
         })
         .collect()
@@ -794,7 +848,8 @@ fn config_flags(config: &SourceFile) -> Vec<Flag> {
 
 #[test]
 fn settings_match_the_reference() {
-    let config = read("src/config.rs");
+    let cli = read("src/config/cli.rs");
+    let names = setting_names(&read("src/config/setting.rs"));
     let reference = read("docs/reference.md");
     let (settings, settings_at) = section(&reference, "## Settings");
     let row = Regex::new(r"(?m)^\|\s*`(--[a-z0-9-]+)`\s*\|([^|]*)\|([^|]*)\|").expect("regex");
@@ -808,10 +863,10 @@ fn settings_match_the_reference() {
             settings_at + c.get(0).expect("match").start(),
         ));
     }
-    let flags = config_flags(&config);
+    let flags = config_flags(&cli, &names);
     assert!(
         flags.len() >= 20,
-        "tidy found only {} flags in src/config.rs: is the parser broken?",
+        "tidy found only {} flags in src/config/cli.rs: is the parser broken?",
         flags.len()
     );
 
@@ -829,7 +884,7 @@ fn settings_match_the_reference() {
             let expected_env = flag.env.as_deref().unwrap_or("—");
             if documented_env != expected_env {
                 offences.push(format!(
-                    "{}: `{}` documents env `{documented_env}`, src/config.rs says `{expected_env}`",
+                    "{}: `{}` documents env `{documented_env}`, src/config says `{expected_env}`",
                     reference.at(*at),
                     flag.name
                 ));
@@ -838,7 +893,7 @@ fn settings_match_the_reference() {
                 && !default_cell.contains(&format!("`{default}`"))
             {
                 offences.push(format!(
-                    "{}: `{}` documents default {default_cell}, src/config.rs says `{default}`",
+                    "{}: `{}` documents default {default_cell}, src/config/cli.rs says `{default}`",
                     reference.at(*at),
                     flag.name
                 ));
@@ -849,15 +904,56 @@ fn settings_match_the_reference() {
     for (name, rows) in &documented {
         if !known.contains(name.as_str()) {
             offences.push(format!(
-                "{}: `{name}` is documented but src/config.rs has no such flag",
+                "{}: `{name}` is documented but src/config/cli.rs has no such flag",
                 reference.at(rows[0].2)
             ));
         }
     }
     report(
-        "every flag of src/config.rs has a row in docs/reference.md's Settings \
+        "every flag of src/config/cli.rs has a row in docs/reference.md's Settings \
          with its environment variable and default, and every row is a real \
          flag.",
+        &offences,
+    );
+}
+
+#[test]
+fn settings_are_spelled_in_one_place() {
+    let names = setting_names(&read("src/config/setting.rs"));
+    let literal = Regex::new(r#""(?:[^"\\\n]|\\.)*""#).expect("regex");
+    let spellings: Vec<(String, Option<Regex>)> = names
+        .values()
+        .map(|(flag, env)| {
+            let env = env
+                .as_ref()
+                .map(|env| Regex::new(&format!(r"\b{env}\b")).expect("regex"));
+            (flag.clone(), env)
+        })
+        .collect();
+    let mut offences = Vec::new();
+    for file in files_under("src/", ".rs") {
+        if file.rel == "src/config/setting.rs" {
+            continue;
+        }
+        // Unit tests may spell a flag to say what they type.
+        let code = without_comments(&file.text);
+        let end = code.find("#[cfg(test)]").unwrap_or(code.len());
+        for m in literal.find_iter(&code[..end]) {
+            let text = m.as_str();
+            for (flag, env) in &spellings {
+                let named_flag =
+                    text.contains(&format!("--{flag}")) && !text.contains(&format!("--{flag}-"));
+                let named_env = env.as_ref().is_some_and(|env| env.is_match(text));
+                if named_flag || named_env {
+                    offences.push(format!("{}: {text} spells a setting", file.at(m.start())));
+                }
+            }
+        }
+    }
+    report(
+        "a flag or environment variable is spelled only in src/config/setting.rs; \
+         name it through `Setting` (its Display is \"--flag (ENV)\") so no message \
+         can misspell it.",
         &offences,
     );
 }

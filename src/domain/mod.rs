@@ -12,7 +12,6 @@ pub mod last_use;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod pagination;
-pub mod rate_limit;
 pub mod repository;
 pub mod secret;
 pub mod service;

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::admission::caller::CallerRateLimiter;
+use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::CallerRejection;
-use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, ServiceError};
-use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::request_context::RequestId;
 use crate::grpc::status::{DEFAULT_RETRY_AFTER, to_status};
 use crate::identity::{JwtVerifier, bearer_token};

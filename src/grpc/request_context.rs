@@ -14,17 +14,13 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::grpc::status::transport_status;
+use crate::request_id::REQUEST_ID_HEADER;
 
 /// The trailer (or trailers-only header) carrying the `google.rpc.Status`.
 const DETAILS_HEADER: &str = "grpc-status-details-bin";
 
 /// The hot path, logged at debug when it succeeds.
 const AUTHENTICATE_METHOD: &str = "/tokend.v1.TokenService/AuthenticateToken";
-
-/// The metadata key of the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Longest caller-supplied request id accepted.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The request id, in the request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,16 +31,6 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// A caller-supplied request id, if acceptable: printable ASCII of at most
-/// [`MAX_REQUEST_ID_LEN`] characters (the HTTP listener applies the same rule).
-pub fn accept_caller_id(value: &HeaderValue) -> Option<&str> {
-    let bytes = value.as_bytes();
-    let printable = !bytes.is_empty()
-        && bytes.len() <= MAX_REQUEST_ID_LEN
-        && bytes.iter().all(|b| (0x20..0x7f).contains(b));
-    if printable { value.to_str().ok() } else { None }
 }
 
 /// Observes each finished call (for metrics); the layer calls it with the
@@ -134,14 +120,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let request_id: Arc<str> = match request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(accept_caller_id)
-        {
-            Some(id) => Arc::from(id),
-            None => Arc::from(uuid::Uuid::now_v7().to_string()),
-        };
+        let request_id: Arc<str> = Arc::from(crate::request_id::of_headers(request.headers()));
         let header = HeaderValue::from_str(&request_id).ok();
         if let Some(header) = &header {
             request

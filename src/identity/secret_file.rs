@@ -47,8 +47,9 @@ pub enum SecretFileError {
     Random,
     /// The file holds too short a secret, even after waiting for a writer.
     #[error(
-        "the JWT secret file {path} holds {len} bytes, fewer than {min}: delete it to have a new one made, or set --jwt-hs256-secret",
-        min = HsSecret::MIN_LEN
+        "the JWT secret file {path} holds {len} bytes, fewer than {min}: delete it to have a new one made, or set --{flag}",
+        min = HsSecret::MIN_LEN,
+        flag = crate::config::Setting::JwtHs256Secret.long()
     )]
     TooShort {
         /// The path.

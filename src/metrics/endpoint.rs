@@ -21,13 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 
+use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::TokenRejection;
+use crate::domain::repository::TokenRepository;
 use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
-use crate::failed_auth::FailedAuthLimiter;
-use crate::grpc::request_context::{REQUEST_ID_HEADER, accept_caller_id};
 use crate::identity::bearer_token;
 use crate::metrics::{Metrics, OrgAuthentications, render_tenant};
-use crate::store::SeaStore;
+use crate::request_id::{self, REQUEST_ID_HEADER};
 
 /// The operators' path.
 pub const OPERATOR_METRICS_PATH: &str = "/metrics";
@@ -37,11 +37,40 @@ pub const TENANT_METRICS_PATH: &str = "/api/metrics/prometheus";
 /// The content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The database pool's figures, for the operator gauges: `(open, idle)`
+/// connections, or `None` when the storage has no pool to report. The
+/// server passes its store's; the endpoint knows no storage type.
+#[derive(Clone)]
+pub struct PoolStatusSource(Arc<dyn Fn() -> Option<(u32, usize)> + Send + Sync>);
+
+impl PoolStatusSource {
+    /// A source reading `status` at every scrape.
+    pub fn new(status: impl Fn() -> Option<(u32, usize)> + Send + Sync + 'static) -> Self {
+        PoolStatusSource(Arc::new(status))
+    }
+
+    /// A source with nothing to report.
+    pub fn none() -> Self {
+        PoolStatusSource::new(|| None)
+    }
+
+    fn read(&self) -> Option<(u32, usize)> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PoolStatusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolStatusSource")
+    }
+}
+
 /// What the handlers need.
-#[derive(Clone, Debug)]
-pub struct MetricsState {
+pub struct MetricsState<R> {
     /// The core, to authenticate scrape tokens and count tokens.
-    pub lifecycle: Arc<TokenLifecycle<SeaStore>>,
+    pub lifecycle: Arc<TokenLifecycle<R>>,
+    /// The database pool's figures.
+    pub pool: PoolStatusSource,
     /// The operator registry.
     pub metrics: Arc<Metrics>,
     /// Authentications of each organisation's tokens.
@@ -52,11 +81,34 @@ pub struct MetricsState {
     pub clock: Arc<dyn Clock>,
 }
 
+// By hand: a derive would ask `R: Clone`, and only the `Arc` is cloned.
+impl<R> Clone for MetricsState<R> {
+    fn clone(&self) -> Self {
+        MetricsState {
+            lifecycle: self.lifecycle.clone(),
+            pool: self.pool.clone(),
+            metrics: self.metrics.clone(),
+            org_authentications: self.org_authentications.clone(),
+            failed_auth: self.failed_auth.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for MetricsState<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsState")
+            .field("pool", &self.pool)
+            .field("failed_auth", &self.failed_auth)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The metrics routes of the HTTP listener.
-pub fn router(state: MetricsState) -> Router {
+pub fn router<R: TokenRepository>(state: MetricsState<R>) -> Router {
     Router::new()
-        .route(OPERATOR_METRICS_PATH, get(operator))
-        .route(TENANT_METRICS_PATH, get(tenant))
+        .route(OPERATOR_METRICS_PATH, get(operator::<R>))
+        .route(TENANT_METRICS_PATH, get(tenant::<R>))
         .with_state(state)
 }
 
@@ -128,15 +180,6 @@ impl Refusal {
             ),
         }
     }
-}
-
-/// The request id: the caller's `x-request-id` when it is printable ASCII
-/// of at most 128 characters (as on gRPC), else a new UUID v7.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(accept_caller_id)
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
 /// `urn:tokend:request:<id>` with every byte of the id outside RFC 3986's
@@ -213,9 +256,12 @@ fn prometheus_text(text: String, request_id: &str) -> Response {
     with_request_id(response, request_id)
 }
 
-async fn operator(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
-    let request_id = request_id(&headers);
-    if let Some((size, idle)) = state.lifecycle.repository().pool_status() {
+async fn operator<R: TokenRepository>(
+    State(state): State<MetricsState<R>>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = request_id::of_headers(&headers);
+    if let Some((size, idle)) = state.pool.read() {
         state.metrics.set_pool(size, idle);
     }
     match state.metrics.render() {
@@ -227,9 +273,12 @@ async fn operator(State(state): State<MetricsState>, headers: HeaderMap) -> Resp
     }
 }
 
-async fn tenant(State(state): State<MetricsState>, request: Request) -> Response {
+async fn tenant<R: TokenRepository>(
+    State(state): State<MetricsState<R>>,
+    request: Request,
+) -> Response {
     let headers = request.headers();
-    let request_id = request_id(headers);
+    let request_id = request_id::of_headers(headers);
     let peer: Option<IpAddr> = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -260,8 +309,8 @@ async fn tenant(State(state): State<MetricsState>, request: Request) -> Response
 }
 
 /// The scrape token presented as the bearer token, or why not.
-async fn authenticate(
-    state: &MetricsState,
+async fn authenticate<R: TokenRepository>(
+    state: &MetricsState<R>,
     headers: &HeaderMap,
     request_id: &str,
 ) -> Result<(Token, DateTime<Utc>), Refusal> {
@@ -295,8 +344,8 @@ async fn authenticate(
 }
 
 /// The figures of an authenticated scrape token's organisation.
-async fn render(
-    state: &MetricsState,
+async fn render<R: TokenRepository>(
+    state: &MetricsState<R>,
     token: &Token,
     now: DateTime<Utc>,
     request_id: &str,

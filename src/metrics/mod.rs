@@ -25,7 +25,6 @@ use crate::domain::error::TokenRejection;
 use crate::domain::service::AuthenticationObserver;
 use crate::domain::token::{TokenCounts, TokenState};
 use crate::domain::{ServiceError, Token, TokenKind};
-use crate::grpc::request_context::CallObserver;
 use crate::store::StatementKind;
 
 /// The `method` label of a call to anything the server does not serve.
@@ -146,6 +145,23 @@ impl Metrics {
         self.authentications.with_label_values(&[label]).inc();
     }
 
+    /// Counts one finished gRPC call: `path` is labelled through `methods`
+    /// (a path the server does not serve is [`UNKNOWN_METHOD`]); `code` is
+    /// the status code's name, from the transport's fixed set.
+    pub fn record_call(
+        &self,
+        methods: &ServedMethods,
+        path: &str,
+        code: &'static str,
+        elapsed: Duration,
+    ) {
+        let method = methods.label(path);
+        self.rpcs.with_label_values(&[method, code]).inc();
+        self.rpc_latency
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Counts one effective revocation.
     pub fn record_revocation(&self, kind: TokenKind) {
         self.revocations.with_label_values(&[kind.as_str()]).inc();
@@ -192,30 +208,6 @@ fn statement_label(kind: StatementKind) -> &'static str {
     }
 }
 
-/// The `code` label: the code's name, without allocating per call.
-fn code_label(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "Ok",
-        Code::Cancelled => "Cancelled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
 /// A service the server registers but its descriptors do not describe.
 #[derive(Debug, thiserror::Error)]
 pub enum ServedMethodsError {
@@ -235,7 +227,7 @@ pub enum ServedMethodsError {
 /// The gRPC methods the server serves, as request paths
 /// (`/package.Service/Method`): the only values of the `method` label
 /// besides [`UNKNOWN_METHOD`]. Built from each registered service's name
-/// and the descriptors that describe it (see `server::GrpcServices`), so it
+/// and the descriptors that describe it (see the server's `GrpcServices`), so it
 /// cannot drift from what is served, and no request can add to it.
 #[derive(Clone, Debug, Default)]
 pub struct ServedMethods(HashSet<String>);
@@ -294,37 +286,6 @@ impl ServedMethods {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// Feeds the request-context layer's observations into [`Metrics`].
-#[derive(Clone, Debug)]
-pub struct RpcObserver {
-    metrics: std::sync::Arc<Metrics>,
-    methods: std::sync::Arc<ServedMethods>,
-}
-
-impl RpcObserver {
-    /// Counts calls into `metrics`, labelled by `methods`.
-    pub fn new(metrics: std::sync::Arc<Metrics>, methods: ServedMethods) -> Self {
-        RpcObserver {
-            metrics,
-            methods: std::sync::Arc::new(methods),
-        }
-    }
-}
-
-impl CallObserver for RpcObserver {
-    fn observe(&self, method: &str, code: tonic::Code, elapsed: Duration) {
-        let method = self.methods.label(method);
-        self.metrics
-            .rpcs
-            .with_label_values(&[method, code_label(code)])
-            .inc();
-        self.metrics
-            .rpc_latency
-            .with_label_values(&[method])
-            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -448,47 +409,4 @@ pub fn render_tenant(
     registry.register(Box::new(expiring))?;
     registry.register(Box::new(authenticated))?;
     encode(&registry.gather())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn served_methods_come_from_the_descriptors_and_nothing_else_is_a_label() {
-        let mut methods = ServedMethods::default();
-        methods
-            .add_service(
-                "grpc.health.v1.Health",
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-            )
-            .unwrap();
-        methods
-            .add_service(
-                "tokend.v1.TokenService",
-                crate::grpc::proto::FILE_DESCRIPTOR_SET,
-            )
-            .unwrap();
-        assert_eq!(
-            methods.label("/grpc.health.v1.Health/Check"),
-            "/grpc.health.v1.Health/Check"
-        );
-        assert_eq!(
-            methods.label("/tokend.v1.TokenService/AuthenticateToken"),
-            "/tokend.v1.TokenService/AuthenticateToken"
-        );
-        for path in [
-            "/grpc.health.v1.Health/Check2",
-            "/grpc.health.v1.Health/",
-            "/tokend.v1.TokenService/authenticateToken",
-            "/grpc.reflection.v1.ServerReflection/x",
-            "",
-        ] {
-            assert_eq!(methods.label(path), UNKNOWN_METHOD, "{path:?}");
-        }
-        let err = methods
-            .add_service("tokend.v1.Nope", crate::grpc::proto::FILE_DESCRIPTOR_SET)
-            .unwrap_err();
-        assert!(matches!(err, ServedMethodsError::Undescribed(_)));
-    }
 }

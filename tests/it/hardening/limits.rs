@@ -2,14 +2,15 @@
 //! memory, a 64 KiB secret and messages over `--max-message-size`, and
 //! SQLite busy.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::{Code, Request, Status};
 
+use tokend::admission::caller::CallerRateLimiter;
 use tokend::domain::error::MAX_ECHOED_VALUE_CHARS;
-use tokend::domain::rate_limit::CallerRateLimiter;
 use tokend::domain::secret::{MAX_SECRET_LEN, MalformedSecret};
-use tokend::domain::{Caller, TokenSecret};
+use tokend::domain::{Caller, ManualClock, TokenSecret};
 use tokend::grpc::proto::{AuthenticateTokenRequest, ListTokensRequest, RevokeScrapeTokenRequest};
 
 use crate::support::scrape_request;
@@ -69,6 +70,10 @@ async fn a_flooding_caller_is_limited_while_another_is_never_refused() -> TestRe
             .map_err(|s| format!("the quiet caller was refused: {s:?}"))?;
         quiet_served += 1;
         tokio::time::sleep(Duration::from_millis(40)).await;
+        // The limiters run on the server's manual clock: it moves with the
+        // quiet caller, never faster than real time, so the ceiling below
+        // (from real elapsed time) still bounds the flood.
+        server.clock.advance(chrono::TimeDelta::milliseconds(40));
     }
     let (mut admitted, mut limited) = (0, 0);
     for flood in floods {
@@ -102,7 +107,8 @@ fn caller(org: &str, subject: &str) -> Caller {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_state_of_ten_thousand_callers_is_dropped_once_idle() -> TestResult {
-    let limiter = CallerRateLimiter::new(50, 50);
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let limiter = CallerRateLimiter::new(50, 50, clock.clone());
     for i in 0..10_000 {
         limiter
             .check(&caller("acme", &format!("caller-{i}")))
@@ -118,7 +124,7 @@ async fn limiter_state_of_ten_thousand_callers_is_dropped_once_idle() -> TestRes
     assert_eq!(limiter.tracked_callers(), 10_001);
     // One call costs 20 ms of a 50/s budget: after 100 ms every one-shot
     // caller's budget is full again, the busy caller's (1 s) is not.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(chrono::TimeDelta::milliseconds(100));
     limiter.forget_idle();
     assert_eq!(
         limiter.tracked_callers(),
@@ -134,7 +140,7 @@ async fn limiter_state_of_ten_thousand_callers_is_dropped_once_idle() -> TestRes
         .check(&caller("acme", "caller-0"))
         .map_err(|e| e.to_string())?;
     // Off: nothing is tracked.
-    let off = CallerRateLimiter::new(0, 0);
+    let off = CallerRateLimiter::new(0, 0, clock);
     for i in 0..1000 {
         off.check(&caller("acme", &format!("c{i}")))
             .map_err(|e| e.to_string())?;

@@ -1,6 +1,8 @@
-//! Command line and settings. Every setting is a flag with an environment
-//! fallback (docs/reference.md, "Settings"); a bad value stops start-up with
-//! one line naming the setting.
+//! The command line (clap). Every setting of `serve` and `migrate` is a flag
+//! with an environment fallback (docs/reference.md, "Settings"); their names
+//! come from [`Setting`], so an error message names a setting exactly as the
+//! command line spells it. What parses here is only well-formed; whether it
+//! makes sense is [`crate::config::ServerConfig`]'s business.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::store::DatabaseSettings;
+use crate::config::Setting;
 
 fn duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 5m, 1h)"))
@@ -67,28 +69,28 @@ pub enum LogFormat {
 pub struct DatabaseArgs {
     /// Database URL: `sqlite://…` or `postgres://…`. Default: an SQLite file
     /// in the data folder.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long = Setting::DatabaseUrl.long(), env = Setting::DatabaseUrl.env())]
     pub database_url: Option<String>,
     /// Folder for the default SQLite file and the zero-config JWT secret.
-    #[arg(long, env = "TOKEND_DATA_DIR", default_value = "./data")]
+    #[arg(long = Setting::DataDir.long(), env = Setting::DataDir.env(), default_value = "./data")]
     pub data_dir: PathBuf,
     /// Most pooled database connections.
-    #[arg(long, env = "TOKEND_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long = Setting::DbMaxConnections.long(), env = Setting::DbMaxConnections.env(), default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
     /// How long a call waits for a pooled connection before UNAVAILABLE.
-    #[arg(long, env = "TOKEND_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = duration)]
+    #[arg(long = Setting::DbAcquireTimeout.long(), env = Setting::DbAcquireTimeout.env(), default_value = "2s", value_parser = duration)]
     pub db_acquire_timeout: Duration,
     /// How long opening a database connection may take.
-    #[arg(long, env = "TOKEND_DB_CONNECT_TIMEOUT", default_value = "3s", value_parser = duration)]
+    #[arg(long = Setting::DbConnectTimeout.long(), env = Setting::DbConnectTimeout.env(), default_value = "3s", value_parser = duration)]
     pub db_connect_timeout: Duration,
     /// PostgreSQL statement timeout; SQLite busy timeout.
-    #[arg(long, env = "TOKEND_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long = Setting::DbStatementTimeout.long(), env = Setting::DbStatementTimeout.env(), default_value = "5s", value_parser = duration)]
     pub db_statement_timeout: Duration,
     /// Idle pooled connections are closed after this long.
-    #[arg(long, env = "TOKEND_DB_IDLE_TIMEOUT", default_value = "5m", value_parser = duration)]
+    #[arg(long = Setting::DbIdleTimeout.long(), env = Setting::DbIdleTimeout.env(), default_value = "5m", value_parser = duration)]
     pub db_idle_timeout: Duration,
     /// Pooled connections are recycled after this long.
-    #[arg(long, env = "TOKEND_DB_MAX_LIFETIME", default_value = "30m", value_parser = duration)]
+    #[arg(long = Setting::DbMaxLifetime.long(), env = Setting::DbMaxLifetime.env(), default_value = "30m", value_parser = duration)]
     pub db_max_lifetime: Duration,
 }
 
@@ -100,19 +102,6 @@ impl DatabaseArgs {
             None => format!("sqlite://{}", self.data_dir.join("tokend.db").display()),
         }
     }
-
-    /// Pool settings for the store.
-    pub fn settings(&self) -> DatabaseSettings {
-        DatabaseSettings {
-            url: self.url(),
-            max_connections: self.db_max_connections,
-            acquire_timeout: self.db_acquire_timeout,
-            connect_timeout: self.db_connect_timeout,
-            statement_timeout: self.db_statement_timeout,
-            idle_timeout: self.db_idle_timeout,
-            max_lifetime: self.db_max_lifetime,
-        }
-    }
 }
 
 /// How callers are authenticated.
@@ -120,19 +109,19 @@ impl DatabaseArgs {
 pub struct JwtArgs {
     /// HS256 secret for caller JWTs (HS384/HS512 accepted too). Default: a
     /// random secret kept in `<data_dir>/jwt-hs256.secret`, made on first run.
-    #[arg(long, env = "TOKEND_JWT_HS256_SECRET", hide_env_values = true)]
+    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
     /// JWKS JSON file of public keys (RS*, PS*, ES256, ES384, EdDSA), by `kid`.
-    #[arg(long, env = "TOKEND_JWT_JWKS_FILE")]
+    #[arg(long = Setting::JwtJwksFile.long(), env = Setting::JwtJwksFile.env())]
     pub jwt_jwks_file: Option<PathBuf>,
     /// How often the JWKS file is checked for changes.
-    #[arg(long, env = "TOKEND_JWT_JWKS_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    #[arg(long = Setting::JwtJwksReloadInterval.long(), env = Setting::JwtJwksReloadInterval.env(), default_value = "10s", value_parser = duration)]
     pub jwt_jwks_reload_interval: Duration,
     /// Required `iss`; unset: not checked.
-    #[arg(long, env = "TOKEND_JWT_ISSUER")]
+    #[arg(long = Setting::JwtIssuer.long(), env = Setting::JwtIssuer.env())]
     pub jwt_issuer: Option<String>,
     /// Required `aud`; unset: not checked.
-    #[arg(long, env = "TOKEND_JWT_AUDIENCE")]
+    #[arg(long = Setting::JwtAudience.long(), env = Setting::JwtAudience.env())]
     pub jwt_audience: Option<String>,
 }
 
@@ -140,64 +129,64 @@ pub struct JwtArgs {
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     /// gRPC listen address.
-    #[arg(long, env = "TOKEND_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long = Setting::GrpcAddr.long(), env = Setting::GrpcAddr.env(), default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
     /// HTTP metrics listen address.
-    #[arg(long, env = "TOKEND_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    #[arg(long = Setting::HttpAddr.long(), env = Setting::HttpAddr.env(), default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Calls per second per caller (0: no limit).
-    #[arg(long, env = "TOKEND_RATE_LIMIT_PER_SECOND", default_value_t = 10_000)]
+    #[arg(long = Setting::RateLimitPerSecond.long(), env = Setting::RateLimitPerSecond.env(), default_value_t = 10_000)]
     pub rate_limit_per_second: u32,
     /// Burst per caller.
-    #[arg(long, env = "TOKEND_RATE_LIMIT_BURST", default_value_t = 20_000)]
+    #[arg(long = Setting::RateLimitBurst.long(), env = Setting::RateLimitBurst.env(), default_value_t = 20_000)]
     pub rate_limit_burst: u32,
     /// Failed authentications (bad or missing JWTs on gRPC, 401s of the
     /// metrics endpoint) per minute per peer address, after the burst; a
     /// peer over it is refused before its credentials are checked (0: no
     /// limit).
-    #[arg(long, env = "TOKEND_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    #[arg(long = Setting::AuthFailuresPerMinute.long(), env = Setting::AuthFailuresPerMinute.env(), default_value_t = 60)]
     pub auth_failures_per_minute: u32,
     /// Failed authentications a peer address may make in a row.
-    #[arg(long, env = "TOKEND_AUTH_FAILURE_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = Setting::AuthFailureBurst.long(), env = Setting::AuthFailureBurst.env(), default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failure_burst: u32,
     /// How long an HTTP client may take to send a request's headers; also
     /// how long an idle keep-alive connection stays open.
-    #[arg(long, env = "TOKEND_HTTP_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long = Setting::HttpHeaderReadTimeout.long(), env = Setting::HttpHeaderReadTimeout.env(), default_value = "5s", value_parser = positive_duration)]
     pub http_header_read_timeout: Duration,
     /// Most connections open at once on the HTTP listener; more wait to be
     /// accepted.
-    #[arg(long, env = "TOKEND_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long = Setting::HttpMaxConnections.long(), env = Setting::HttpMaxConnections.env(), default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub http_max_connections: u32,
     /// Largest HTTP request body, in bytes (413 beyond it).
-    #[arg(long, env = "TOKEND_HTTP_MAX_BODY_SIZE", default_value_t = 64 * 1024)]
+    #[arg(long = Setting::HttpMaxBodySize.long(), env = Setting::HttpMaxBodySize.env(), default_value_t = 64 * 1024)]
     pub http_max_body_size: usize,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "TOKEND_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
+    #[arg(long = Setting::ShutdownGrace.long(), env = Setting::ShutdownGrace.env(), default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// Log format; default `pretty` on a terminal, `json` otherwise.
-    #[arg(long, env = "TOKEND_LOG_FORMAT")]
+    #[arg(long = Setting::LogFormat.long(), env = Setting::LogFormat.env())]
     pub log_format: Option<LogFormat>,
     /// Largest decoded request message, in bytes.
-    #[arg(long, env = "TOKEND_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    #[arg(long = Setting::MaxMessageSize.long(), env = Setting::MaxMessageSize.env(), default_value_t = 64 * 1024)]
     pub max_message_size: usize,
     /// Server-side deadline for one call (gRPC) or request (HTTP).
-    #[arg(long, env = "TOKEND_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long = Setting::RequestTimeout.long(), env = Setting::RequestTimeout.env(), default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
     /// Calls in flight per connection before new ones are shed.
-    #[arg(long, env = "TOKEND_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    #[arg(long = Setting::MaxConcurrentRequests.long(), env = Setting::MaxConcurrentRequests.env(), default_value_t = 1024)]
     pub max_concurrent_requests: usize,
     /// Connections are closed (gracefully) after this long, so load spreads
     /// onto new replicas after a scale-out.
-    #[arg(long, env = "TOKEND_MAX_CONNECTION_AGE", default_value = "5m", value_parser = duration)]
+    #[arg(long = Setting::MaxConnectionAge.long(), env = Setting::MaxConnectionAge.env(), default_value = "5m", value_parser = duration)]
     pub max_connection_age: Duration,
     /// HTTP/2 keepalive ping interval.
-    #[arg(long, env = "TOKEND_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration)]
+    #[arg(long = Setting::Http2KeepaliveInterval.long(), env = Setting::Http2KeepaliveInterval.env(), default_value = "30s", value_parser = duration)]
     pub http2_keepalive_interval: Duration,
     /// HTTP/2 keepalive ping timeout.
-    #[arg(long, env = "TOKEND_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long = Setting::Http2KeepaliveTimeout.long(), env = Setting::Http2KeepaliveTimeout.env(), default_value = "10s", value_parser = duration)]
     pub http2_keepalive_timeout: Duration,
     /// How often readiness checks the database.
-    #[arg(long, env = "TOKEND_HEALTH_CHECK_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long = Setting::HealthCheckInterval.long(), env = Setting::HealthCheckInterval.env(), default_value = "1s", value_parser = duration)]
     pub health_check_interval: Duration,
     /// Database settings.
     #[command(flatten)]
@@ -219,30 +208,30 @@ pub struct MigrateArgs {
 #[derive(Clone, Debug, Args)]
 pub struct MintJwtArgs {
     /// `org_id` claim.
-    #[arg(long)]
+    #[arg(long = Setting::Org.long())]
     pub org: String,
     /// `sub` claim.
-    #[arg(long)]
+    #[arg(long = Setting::Sub.long())]
     pub sub: String,
     /// A role (repeatable), e.g. `admin`.
-    #[arg(long = "role")]
+    #[arg(long = Setting::Role.long())]
     pub roles: Vec<String>,
     /// A permission (repeatable), e.g. `user_app_keys`.
-    #[arg(long = "permission")]
+    #[arg(long = Setting::Permission.long())]
     pub permissions: Vec<String>,
     /// Lifetime.
-    #[arg(long, default_value = "1h", value_parser = duration)]
+    #[arg(long = Setting::Ttl.long(), default_value = "1h", value_parser = duration)]
     pub ttl: Duration,
     /// `iss` claim.
-    #[arg(long)]
+    #[arg(long = Setting::Issuer.long())]
     pub issuer: Option<String>,
     /// `aud` claim.
-    #[arg(long)]
+    #[arg(long = Setting::Audience.long())]
     pub audience: Option<String>,
     /// HS256 secret; default: the zero-config file in the data folder.
-    #[arg(long, env = "TOKEND_JWT_HS256_SECRET", hide_env_values = true)]
+    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
     /// Folder holding the zero-config secret.
-    #[arg(long, env = "TOKEND_DATA_DIR", default_value = "./data")]
+    #[arg(long = Setting::DataDir.long(), env = Setting::DataDir.env(), default_value = "./data")]
     pub data_dir: PathBuf,
 }

@@ -1,0 +1,221 @@
+//! Wiring: the store, the core, identity, the gRPC server (TokenService with
+//! its interceptor, health, reflection), the metrics listener, readiness and
+//! bounded graceful shutdown. Everything here is given a checked
+//! [`ServerConfig`]; no setting is checked here.
+
+mod background;
+mod grpc;
+mod readiness;
+mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::config::{JwtConfig, ServerConfig, Setting, StartupError};
+use crate::domain::{Clock, TokenLifecycle};
+use crate::http_listener;
+use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
+use crate::metrics::{Metrics, OrgAuthentications};
+use crate::store::SeaStore;
+
+/// The readiness service name (docs/reference.md, "Health").
+pub const READINESS_SERVICE: &str = "tokend.v1.TokenService";
+/// The liveness service name.
+pub const LIVENESS_SERVICE: &str = "";
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where the metrics listener listens.
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Begins graceful shutdown: health goes NOT_SERVING, listeners stop
+    /// accepting, in-flight calls get the grace period.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the server has stopped (after [`Self::begin_shutdown`]).
+    pub async fn wait(self) {
+        if let Err(error) = self.task.await {
+            tracing::error!(error = %error, "server task failed");
+        }
+    }
+
+    /// Shuts down and waits.
+    pub async fn shutdown(self) {
+        self.begin_shutdown();
+        self.wait().await;
+    }
+}
+
+async fn set_status(reporter: &HealthReporter, service: &str, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status(service, status).await;
+}
+
+/// The store, the core and the figures they feed.
+struct Core {
+    store: SeaStore,
+    lifecycle: Arc<TokenLifecycle<SeaStore>>,
+    metrics: Arc<Metrics>,
+    org_authentications: Arc<OrgAuthentications>,
+}
+
+async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
+    let mut store = SeaStore::connect_lazy(&config.database)
+        .await
+        .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::part("metrics", e))?);
+    let statements = metrics.clone();
+    store.observe_statements(move |kind, elapsed, failed| {
+        statements.record_statement(kind, elapsed, failed);
+    });
+    let last_use = background::spawn_last_use_writer(&store);
+    let org_authentications = Arc::new(OrgAuthentications::default());
+    let lifecycle = Arc::new(
+        TokenLifecycle::new(store.clone(), last_use)
+            .with_authentication_observer(org_authentications.clone()),
+    );
+    Ok(Core {
+        store,
+        lifecycle,
+        metrics,
+        org_authentications,
+    })
+}
+
+fn local_addr(listener: &TcpListener, setting: Setting) -> Result<SocketAddr, StartupError> {
+    listener
+        .local_addr()
+        .map_err(|e| StartupError::setting(setting, e))
+}
+
+/// The metrics endpoints, reading the pool figures from the store.
+fn metrics_router(
+    core: &Core,
+    failed_auth: Arc<FailedAuthLimiter>,
+    clock: Arc<dyn Clock>,
+) -> axum::Router {
+    let store = core.store.clone();
+    endpoint::router(MetricsState {
+        lifecycle: core.lifecycle.clone(),
+        pool: PoolStatusSource::new(move || store.pool_status()),
+        metrics: core.metrics.clone(),
+        org_authentications: core.org_authentications.clone(),
+        failed_auth,
+        clock,
+    })
+}
+
+/// The admission limiters, and the task that forgets their idle state.
+fn admission(
+    config: &ServerConfig,
+    clock: &Arc<dyn Clock>,
+    signals: &shutdown::Signals,
+) -> (Arc<CallerRateLimiter>, Arc<FailedAuthLimiter>) {
+    let limits = config.admission;
+    let callers = Arc::new(CallerRateLimiter::new(
+        limits.calls_per_second,
+        limits.call_burst,
+        clock.clone(),
+    ));
+    let failed_auth = Arc::new(FailedAuthLimiter::new(
+        limits.auth_failures_per_minute,
+        limits.auth_failure_burst,
+        clock.clone(),
+    ));
+    background::spawn_idle_eviction(
+        callers.clone(),
+        failed_auth.clone(),
+        signals.begin_rx.clone(),
+    );
+    (callers, failed_auth)
+}
+
+/// The readiness watcher and, with a JWKS file, its reloader.
+fn spawn_watchers(readiness: readiness::Readiness, jwt: JwtConfig, signals: &shutdown::Signals) {
+    tokio::spawn(readiness::watch(readiness, signals.begin_rx.clone()));
+    if let Some(key_ring) = jwt.key_ring {
+        background::spawn_jwks_reload(key_ring, jwt.reload_interval, signals.begin_rx.clone());
+    }
+}
+
+/// Starts tokend on already-bound listeners. Returns once the server is
+/// accepting; readiness follows when migrations are applied.
+pub async fn start(
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+) -> Result<ServerHandle, StartupError> {
+    let grpc_addr = local_addr(&grpc_listener, Setting::GrpcAddr)?;
+    let http_addr = local_addr(&http_listener, Setting::HttpAddr)?;
+    let core = core(&config).await?;
+    let signals = shutdown::Signals::new();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_status(&reporter, LIVENESS_SERVICE, true).await;
+    set_status(&reporter, READINESS_SERVICE, false).await;
+
+    let (callers, failed_auth) = admission(&config, &clock, &signals);
+    let schema_ready = Arc::new(AtomicBool::new(false));
+    let grpc_server = grpc::serve(
+        grpc_listener,
+        config.grpc,
+        health_service,
+        grpc::TokenServiceParts {
+            lifecycle: core.lifecycle.clone(),
+            clock: clock.clone(),
+            metrics: core.metrics.clone(),
+            verifier: config.jwt.verifier.clone(),
+            schema_ready: schema_ready.clone(),
+            callers,
+            failed_auth: failed_auth.clone(),
+        },
+        signals.stopped(),
+    )?;
+    let http_router = metrics_router(&core, failed_auth, clock);
+    let http_server =
+        http_listener::serve(http_listener, http_router, config.http, signals.stopped());
+
+    let readiness = readiness::Readiness {
+        store: core.store.clone(),
+        lifecycle: core.lifecycle,
+        reporter: reporter.clone(),
+        schema_ready,
+        interval: config.health_check_interval,
+        ping_timeout: config.database.acquire_timeout,
+    };
+    spawn_watchers(readiness, config.jwt, &signals);
+    let shutdown = signals.begin_tx.clone();
+    let drain = shutdown::Drain {
+        reporter,
+        store: core.store,
+        grace: config.shutdown_grace,
+    };
+    let task = shutdown::spawn(grpc_server, http_server, drain, signals);
+    Ok(ServerHandle {
+        grpc_addr,
+        http_addr,
+        shutdown,
+        task,
+    })
+}
