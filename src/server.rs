@@ -22,10 +22,10 @@ use crate::domain::rate_limit::CallerRateLimiter;
 use crate::domain::{Clock, TokenLifecycle};
 use crate::failed_auth::FailedAuthLimiter;
 use crate::grpc::auth::AuthInterceptor;
+use crate::grpc::handlers::TokenApi;
 use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenServiceServer;
 use crate::grpc::request_context::RequestContextLayer;
-use crate::grpc::service::TokenApi;
 use crate::http_listener::{self, HttpLimits};
 use crate::identity::secret_file::{self, SecretOrigin};
 use crate::identity::{HsSecret, JwtVerifier, KeyRing};
@@ -313,8 +313,12 @@ pub async fn start(
     });
     let org_authentications = Arc::new(OrgAuthentications::default());
     let lifecycle = Arc::new(
-        TokenLifecycle::new(store.clone(), last_use)
-            .with_authentication_observer(org_authentications.clone()),
+        TokenLifecycle::new(
+            store.clone(),
+            last_use,
+            Arc::new(crate::domain::SystemEntropy),
+        )
+        .with_authentication_observer(org_authentications.clone()),
     );
     let schema_ready = Arc::new(AtomicBool::new(false));
     // `shutdown` begins shutdown (health first); `stop` then tells the

@@ -4,7 +4,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod handlers;
 pub mod proto;
 pub mod request_context;
-pub mod service;
 pub mod status;
