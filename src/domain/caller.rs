@@ -94,3 +94,49 @@ impl Caller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str], permissions: &[&str]) -> Caller {
+        Caller {
+            org_id: "org".to_owned(),
+            subject: "alice".to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    const ORG_PERMISSIONS: [Permission; 5] = [
+        Permission::UserAppKeys,
+        Permission::OrgAppKeysRead,
+        Permission::OrgAppKeysWrite,
+        Permission::ServiceAccountTokensWrite,
+        Permission::WorkspaceApiKeysWrite,
+    ];
+
+    #[test]
+    fn the_admin_role_grants_every_organisation_permission_but_introspection() {
+        let admin = caller(&["admin"], &[]);
+        assert!(admin.has_role(Role::Admin) && admin.is_admin());
+        for permission in ORG_PERMISSIONS {
+            assert!(admin.has(permission), "{permission:?}");
+        }
+        assert!(!admin.has(Permission::TokensIntrospect));
+    }
+
+    #[test]
+    fn an_admin_permission_is_not_the_admin_role() {
+        // `admin` in `permissions` (or a permission named like the role)
+        // grants nothing: roles come from the `roles` claim only.
+        let impostor = caller(&[], &["admin"]);
+        assert!(!impostor.has_role(Role::Admin));
+        for permission in ORG_PERMISSIONS {
+            assert!(!impostor.has(permission), "{permission:?}");
+        }
+        let introspector = caller(&[], &["tokens_introspect"]);
+        assert!(introspector.has(Permission::TokensIntrospect));
+        assert!(!introspector.has(Permission::OrgAppKeysRead));
+    }
+}
