@@ -321,6 +321,9 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         now: DateTime<Utc>,
         presented: &str,
     ) -> Result<Token, ServiceError> {
+        // Authorise before parsing, unlike the other RPCs: a caller without
+        // `tokens_introspect` learns nothing about the string it sent, not
+        // even whether it is a well-formed secret.
         require(caller, Permission::TokensIntrospect)?;
         self.authenticate_secret(now, presented, AcceptedFamilies::Any)
             .await
