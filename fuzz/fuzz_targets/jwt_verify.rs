@@ -31,7 +31,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use tokend::domain::Caller;
 use tokend::domain::error::CallerRejection;
-use tokend::identity::char_class::is_control_or_format;
+use tokend::domain::validation::is_control_or_format;
 use tokend::identity::jwt::{LEEWAY_SECONDS, MAX_JWT_LEN};
 use tokend::identity::{HsSecret, JwtVerifier, MintRequest, mint_hs256};
 

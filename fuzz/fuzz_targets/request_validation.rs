@@ -1,15 +1,19 @@
 //! Every request message decoded from arbitrary bytes with prost, converted
-//! with `grpc::convert` (or as `grpc::service` builds `RevokeInput`), and
-//! validated twice: through the pure functions of `domain::validation` (and
-//! `domain::pagination::decode`) composed as each RPC composes them, and
-//! through the real `TokenLifecycle` over a stub repository, then turned
-//! into a gRPC status with `grpc::status::to_status`.
+//! with `grpc::convert` (or as `grpc::handlers` builds `RevokeInput`),
+//! parsed with the very functions the server runs (`domain::request::parse_*`)
+//! and handed to the real `TokenLifecycle` over a stub repository, whose
+//! error is turned into a gRPC status with `grpc::status::to_status`.
 //!
 //! Properties:
-//! - never panics (decode, conversion, validation, status building);
+//! - never panics (decode, conversion, parsing, status building);
+//! - the lifecycle refuses exactly the requests the parse function refuses,
+//!   with the same violations;
 //! - at most `MAX_REPORTED_VIOLATIONS` (20) violations listed (the rest
-//!   counted), each echoed value at most `MAX_ECHOED_VALUE_CHARS` (64)
+//!   counted), each echoed value at most `MAX_ECHOED_VALUE_BYTES` (64)
 //!   bytes, and a cut value is a prefix of the input followed by `…`;
+//! - what a parse function accepts holds its promises: an expiry in the
+//!   future, a page size of 1–1000, a canonical token UUID, a reason stored
+//!   only when given;
 //! - a request refused as INVALID_ARGUMENT never reached the repository, a
 //!   malformed secret is refused without a repository read;
 //! - the status details of an invalid request stay below the 16 KiB a
@@ -22,6 +26,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
@@ -30,20 +35,18 @@ use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tokend::domain::audit::{AuditContext, AuditEvent, AuditEventType};
-use tokend::domain::error::{FieldViolation, InvalidFields, MAX_ECHOED_VALUE_CHARS, ServiceError};
-use tokend::domain::kind::TokenKind;
+use tokend::domain::error::{FieldViolation, InvalidFields, MAX_ECHOED_VALUE_BYTES, ServiceError};
 use tokend::domain::last_use::LastUseRecorder;
+use tokend::domain::lifecycle::TokenLifecycle;
 use tokend::domain::pagination::{self, Cursor, PageScope, PageTokenKey};
 use tokend::domain::repository::{StoreError, TokenRepository};
+use tokend::domain::request::{self, AcceptedFamilies, RevokeInput};
 use tokend::domain::secret::TokenHash;
-use tokend::domain::service::{
-    CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput, TokenLifecycle,
-};
 use tokend::domain::token::{
     NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, Visibility,
 };
-use tokend::domain::validation::{self, KindInput, MAX_REPORTED_VIOLATIONS, Violations};
-use tokend::domain::{Caller, TokenSecret};
+use tokend::domain::validation::{self, KindInput, MAX_REPORTED_VIOLATIONS};
+use tokend::domain::{Caller, SeededEntropy, TokenKind};
 use tokend::grpc::{convert, proto, status};
 
 /// grpc-core's default limit on received metadata (the trailer).
@@ -219,7 +222,7 @@ fn check_violations(fields: &InvalidFields) {
     );
     for v in violations {
         assert!(
-            v.value.len() <= MAX_ECHOED_VALUE_CHARS,
+            v.value.len() <= MAX_ECHOED_VALUE_BYTES,
             "echoed value of {} bytes at {}",
             v.value.len(),
             v.location
@@ -228,9 +231,25 @@ fn check_violations(fields: &InvalidFields) {
     }
 }
 
-fn check_mirror(violations: Violations) {
-    if let Err(list) = violations.into_result() {
-        check_violations(&list);
+/// Checks what a parse function refused.
+fn check_parsed<T>(parsed: &Result<T, InvalidFields>) {
+    if let Err(fields) = parsed {
+        check_violations(fields);
+    }
+}
+
+/// The lifecycle refuses as INVALID_ARGUMENT exactly what the parse
+/// function refused, with the same violations.
+fn check_agrees<T, U>(parsed: &Result<T, InvalidFields>, result: &Result<U, ServiceError>) {
+    match (parsed, result) {
+        (Err(expected), Err(ServiceError::InvalidArgument(got))) => {
+            assert_eq!(expected, got, "the lifecycle and the parse function disagree")
+        }
+        (Err(expected), _) => panic!("parse refused {expected:?} but the lifecycle did not"),
+        (Ok(_), Err(ServiceError::InvalidArgument(got))) => {
+            panic!("parse accepted but the lifecycle refused {got:?}")
+        }
+        (Ok(_), _) => {}
     }
 }
 
@@ -282,102 +301,7 @@ fn check_outcome<T>(stub: &Stub, result: Result<T, ServiceError>) {
 
 // ------------------------------------------------------------- the RPCs
 
-/// CreateToken's validation, composed from the pure checks as the core does.
-fn mirror_create(input: &CreateTokenInput) {
-    let mut v = Violations::default();
-    let kind = validation::check_required_kind(&mut v, input.kind);
-    match kind {
-        Some(TokenKind::ServiceAccount) => {
-            validation::check_slug(&mut v, "name", &input.name);
-            validation::check_slug(&mut v, "service_account_slug", &input.service_account_slug);
-        }
-        Some(TokenKind::WorkspaceApiKey) => {
-            validation::check_name(&mut v, "name", &input.name);
-            validation::check_workspace_id(&mut v, "workspace_id", &input.workspace_id);
-        }
-        _ => validation::check_name(&mut v, "name", &input.name),
-    }
-    if kind != Some(TokenKind::ServiceAccount) && !input.service_account_slug.is_empty() {
-        v.push(
-            "service_account_slug",
-            "only for service accounts",
-            &input.service_account_slug,
-        );
-    }
-    if kind != Some(TokenKind::WorkspaceApiKey) && !input.workspace_id.is_empty() {
-        v.push(
-            "workspace_id",
-            "only for workspace API keys",
-            &input.workspace_id,
-        );
-    }
-    validation::check_scopes(&mut v, &input.scopes);
-    let expires = validation::check_expire_time(&mut v, input.expire_time, now());
-    if let Some(at) = expires {
-        assert!(at > now());
-    }
-    check_mirror(v);
-}
-
-fn mirror_list(input: &ListTokensInput) {
-    let mut v = Violations::default();
-    if let KindInput::Unknown(n) = input.kind {
-        v.push(
-            "kind",
-            "must be a token kind or unspecified",
-            &n.to_string(),
-        );
-    }
-    if !input.service_account_slug.is_empty() {
-        validation::check_slug(&mut v, "service_account_slug", &input.service_account_slug);
-    }
-    if !input.workspace_id.is_empty() {
-        validation::check_workspace_id(&mut v, "workspace_id", &input.workspace_id);
-    }
-    let size = validation::check_page_size(&mut v, input.page_size);
-    assert!((1..=1000).contains(&size));
-    check_page_token(&mut v, &input.page_token, "tokens|org-fuzz|any");
-    check_mirror(v);
-}
-
-fn mirror_revoke(input: &RevokeInput) {
-    let mut v = Violations::default();
-    let reason = match input {
-        RevokeInput::Scrape { id, reason } => {
-            validation::check_id(&mut v, *id);
-            reason
-        }
-        RevokeInput::PersonalAccess { token_id, reason } => {
-            if let Some(uuid) = validation::check_token_id(&mut v, token_id) {
-                assert_eq!(uuid.to_string(), token_id.to_ascii_lowercase());
-            }
-            reason
-        }
-        RevokeInput::ServiceAccount {
-            service_account_slug,
-            token_slug,
-            reason,
-        } => {
-            validation::check_slug(&mut v, "service_account_slug", service_account_slug);
-            validation::check_slug(&mut v, "token_slug", token_slug);
-            reason
-        }
-        RevokeInput::WorkspaceApiKey {
-            workspace_id,
-            key_name,
-            reason,
-        } => {
-            validation::check_workspace_id(&mut v, "workspace_id", workspace_id);
-            validation::check_name(&mut v, "key_name", key_name);
-            reason
-        }
-    };
-    let stored = validation::check_reason(&mut v, reason);
-    assert_eq!(stored.is_none(), reason.is_empty());
-    check_mirror(v);
-}
-
-fn check_page_token(v: &mut Violations, token: &str, scope: &str) {
+fn check_page_token(token: &str, scope: &str) {
     let scope = page_scope(scope);
     match pagination::decode(&page_key(), &scope, token) {
         Ok(None) => assert!(token.is_empty()),
@@ -389,14 +313,42 @@ fn check_page_token(v: &mut Violations, token: &str, scope: &str) {
                 Ok(Some(cursor))
             );
         }
-        Err(_) => v.push("page_token", "must be a next_page_token", token),
+        Err(_) => {}
     }
 }
 
 fn revoke(core: &TokenLifecycle<Stub>, input: RevokeInput) {
-    mirror_revoke(&input);
+    let parsed = request::parse_revoke(input.clone());
+    check_parsed(&parsed);
+    if let Ok(valid) = &parsed {
+        let given = match &input {
+            RevokeInput::Scrape { reason, .. }
+            | RevokeInput::PersonalAccess { reason, .. }
+            | RevokeInput::ServiceAccount { reason, .. }
+            | RevokeInput::WorkspaceApiKey { reason, .. } => reason,
+        };
+        assert_eq!(valid.reason().is_none(), given.is_empty());
+        if let (
+            RevokeTarget::PersonalAccess { token_id, .. },
+            RevokeInput::PersonalAccess { token_id: raw, .. },
+        ) = (valid.target(), &input)
+        {
+            assert_eq!(token_id.to_string(), raw.to_ascii_lowercase());
+        }
+        assert_eq!(valid.target().kind(), kind_of(&input));
+    }
     let result = block_on(core.revoke_token(&admin(), &audit(), input));
+    check_agrees(&parsed, &result);
     check_outcome(core.repository(), result);
+}
+
+fn kind_of(input: &RevokeInput) -> TokenKind {
+    match input {
+        RevokeInput::Scrape { .. } => TokenKind::Scrape,
+        RevokeInput::PersonalAccess { .. } => TokenKind::PersonalAccess,
+        RevokeInput::ServiceAccount { .. } => TokenKind::ServiceAccount,
+        RevokeInput::WorkspaceApiKey { .. } => TokenKind::WorkspaceApiKey,
+    }
 }
 
 fn check_kind(value: i32) {
@@ -425,7 +377,7 @@ fn run(data: &[u8]) {
     };
     // No writer runs: the core never waits on recording a use anyway.
     let (last_use, _writer) = LastUseRecorder::new(1);
-    let core = TokenLifecycle::new(Stub::default(), last_use);
+    let core = TokenLifecycle::new(Stub::default(), last_use, Arc::new(SeededEntropy::new(1)));
     core.install_page_token_key(page_key());
     let stub = core.repository();
 
@@ -439,8 +391,13 @@ fn run(data: &[u8]) {
                 check_timestamp(ts);
             }
             let input = convert::create_token_input(request);
-            mirror_create(&input);
+            let parsed = request::parse_create(input.clone(), now());
+            check_parsed(&parsed);
+            if let Ok(valid) = &parsed {
+                assert!(valid.expires_at().is_none_or(|at| at > now()));
+            }
             let result = block_on(core.create_token(&admin(), &audit(), input));
+            check_agrees(&parsed, &result);
             check_outcome(stub, result);
         }
         1 => {
@@ -449,8 +406,16 @@ fn run(data: &[u8]) {
             };
             check_kind(request.kind);
             let input = convert::list_tokens_input(request);
-            mirror_list(&input);
-            check_outcome(stub, block_on(core.list_tokens(&admin(), input)));
+            let parsed = request::parse_list(input.clone(), &admin().org_id, &page_key());
+            check_parsed(&parsed);
+            if let Ok(valid) = &parsed {
+                assert!((1..=1000).contains(&valid.limit()));
+                assert!(valid.after_id().is_none_or(|id| id >= 1));
+            }
+            check_page_token(&input.page_token, "tokens");
+            let result = block_on(core.list_tokens(&admin(), input));
+            check_agrees(&parsed, &result);
+            check_outcome(stub, result);
         }
         2 => {
             let Ok(r) = proto::RevokeScrapeTokenRequest::decode(body) else {
@@ -506,48 +471,45 @@ fn run(data: &[u8]) {
             let Ok(request) = proto::ListAuditEventsRequest::decode(body) else {
                 return;
             };
-            let input: ListAuditEventsInput = convert::list_audit_events_input(request);
-            let mut v = Violations::default();
-            if !input.event_type.is_empty() && AuditEventType::parse(&input.event_type).is_none() {
-                v.push(
-                    "event_type",
-                    "must be an audit event type",
-                    &input.event_type,
-                );
+            let input = convert::list_audit_events_input(request);
+            let parsed = request::parse_audit_query(input.clone(), &admin().org_id, &page_key());
+            check_parsed(&parsed);
+            if let Ok(valid) = &parsed {
+                assert!((1..=1000).contains(&valid.limit()));
+                assert!(valid.after_id().is_none_or(|id| id >= 1));
+                assert_eq!(valid.event_type().is_none(), input.event_type.is_empty());
             }
-            validation::check_page_size(&mut v, input.page_size);
-            check_page_token(&mut v, &input.page_token, "audit|org-fuzz|");
-            check_mirror(v);
-            check_outcome(stub, block_on(core.list_audit_events(&admin(), input)));
+            check_page_token(&input.page_token, "audit_events");
+            let result = block_on(core.list_audit_events(&admin(), input));
+            check_agrees(&parsed, &result);
+            check_outcome(stub, result);
         }
         7 => {
             let Ok(r) = proto::GetTokenRequest::decode(body) else {
                 return;
             };
-            let mut v = Violations::default();
-            validation::check_id(&mut v, r.id);
-            check_mirror(v);
-            check_outcome(stub, block_on(core.get_token(&admin(), r.id)));
+            let parsed = request::parse_get(r.id);
+            check_parsed(&parsed);
+            if let Ok(valid) = parsed {
+                assert_eq!(valid.id(), r.id);
+                assert!(r.id >= 1);
+            }
+            let result = block_on(core.get_token(&admin(), r.id));
+            check_agrees(&parsed, &result);
+            check_outcome(stub, result);
         }
         8 => {
             let Ok(r) = proto::AuthenticateTokenRequest::decode(body) else {
                 return;
             };
-            let parsed = TokenSecret::parse(&r.secret);
+            let parsed = request::parse_presented_secret(&r.secret, AcceptedFamilies::Any);
             let result = block_on(core.authenticate_token(&admin(), now(), &r.secret));
             match (&parsed, &result) {
                 (
                     Ok(_),
                     Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Unknown)),
                 ) => {}
-                (
-                    Err(why),
-                    Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Malformed(
-                        got,
-                    ))),
-                ) => {
-                    assert_eq!(why, got)
-                }
+                (Err(why), Err(ServiceError::TokenRejected(got))) => assert_eq!(why, got),
                 (p, r) => panic!("parse {p:?} but authenticate {r:?}"),
             }
             check_outcome(stub, result);
@@ -557,8 +519,7 @@ fn run(data: &[u8]) {
             let Ok(case) = PageCase::arbitrary_take_rest(Unstructured::new(body)) else {
                 return;
             };
-            let mut v = Violations::default();
-            check_page_token(&mut v, &case.token, &case.scope);
+            check_page_token(&case.token, &case.scope);
             let made = pagination::encode(
                 &page_key(),
                 &page_scope(&case.scope),
@@ -584,8 +545,8 @@ fn run(data: &[u8]) {
                 assert!(decoded.is_err());
             }
             let echoed = FieldViolation::new("f", "m", &case.token);
-            assert!(echoed.value.len() <= MAX_ECHOED_VALUE_CHARS);
-            if case.token.len() <= MAX_ECHOED_VALUE_CHARS {
+            assert!(echoed.value.len() <= MAX_ECHOED_VALUE_BYTES);
+            if case.token.len() <= MAX_ECHOED_VALUE_BYTES {
                 assert_eq!(echoed.value, case.token);
             } else {
                 let cut = echoed
@@ -594,7 +555,6 @@ fn run(data: &[u8]) {
                     .expect("a cut value ends with …");
                 assert!(case.token.starts_with(cut));
             }
-            check_mirror(v);
         }
     }
 }

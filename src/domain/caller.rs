@@ -1,12 +1,29 @@
-//! The authenticated caller and the permission names of docs/reference.md.
+//! The authenticated caller, and the role and permission names of
+//! docs/reference.md.
 
 use std::collections::BTreeSet;
+
+/// A role named in the permission table of docs/reference.md: a bundle of
+/// permissions, carried in the JWT's `roles` claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Every permission within the caller's organisation (but not the
+    /// platform permission `tokens_introspect`).
+    Admin,
+}
+
+impl Role {
+    /// The name used in JWT claims and in error details.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+        }
+    }
+}
 
 /// A permission named in the permission table of docs/reference.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
-    /// The `admin` role: every permission within the caller's organisation.
-    Admin,
     /// Create, see and revoke one's own personal access tokens.
     UserAppKeys,
     /// See every token of the organisation.
@@ -27,7 +44,6 @@ impl Permission {
     /// The name used in JWT claims and in error details.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Permission::Admin => "admin",
             Permission::UserAppKeys => "user_app_keys",
             Permission::OrgAppKeysRead => "org_app_keys_read",
             Permission::OrgAppKeysWrite => "org_app_keys_write",
@@ -52,9 +68,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(role.as_str())
+    }
+
     /// Whether the caller has the `admin` role.
     pub fn is_admin(&self) -> bool {
-        self.roles.contains(Permission::Admin.as_str())
+        self.has_role(Role::Admin)
     }
 
     /// Whether the caller holds `permission`. The `admin` role grants every
@@ -62,7 +83,6 @@ impl Caller {
     /// `tokens_introspect`.
     pub fn has(&self, permission: Permission) -> bool {
         match permission {
-            Permission::Admin => self.is_admin(),
             Permission::TokensIntrospect => self.permissions.contains(permission.as_str()),
             Permission::UserAppKeys
             | Permission::OrgAppKeysRead
@@ -72,5 +92,51 @@ impl Caller {
                 self.is_admin() || self.permissions.contains(permission.as_str())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str], permissions: &[&str]) -> Caller {
+        Caller {
+            org_id: "org".to_owned(),
+            subject: "alice".to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    const ORG_PERMISSIONS: [Permission; 5] = [
+        Permission::UserAppKeys,
+        Permission::OrgAppKeysRead,
+        Permission::OrgAppKeysWrite,
+        Permission::ServiceAccountTokensWrite,
+        Permission::WorkspaceApiKeysWrite,
+    ];
+
+    #[test]
+    fn the_admin_role_grants_every_organisation_permission_but_introspection() {
+        let admin = caller(&["admin"], &[]);
+        assert!(admin.has_role(Role::Admin) && admin.is_admin());
+        for permission in ORG_PERMISSIONS {
+            assert!(admin.has(permission), "{permission:?}");
+        }
+        assert!(!admin.has(Permission::TokensIntrospect));
+    }
+
+    #[test]
+    fn an_admin_permission_is_not_the_admin_role() {
+        // `admin` in `permissions` (or a permission named like the role)
+        // grants nothing: roles come from the `roles` claim only.
+        let impostor = caller(&[], &["admin"]);
+        assert!(!impostor.has_role(Role::Admin));
+        for permission in ORG_PERMISSIONS {
+            assert!(!impostor.has(permission), "{permission:?}");
+        }
+        let introspector = caller(&[], &["tokens_introspect"]);
+        assert!(introspector.has(Permission::TokensIntrospect));
+        assert!(!introspector.has(Permission::OrgAppKeysRead));
     }
 }

@@ -3,7 +3,28 @@
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::domain::secret::MalformedSecret;
+
+/// Every byte but the RFC 3986 unreserved characters is percent-encoded in
+/// a problem's `instance`, so that any request id a caller chose (spaces,
+/// quotes, `%`, `#`, …) still makes a valid URI reference.
+const INSTANCE_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The `instance` of a problem about one request, on every face (the gRPC
+/// `Problem`, the HTTP problem document): `urn:tokend:request:<request id,
+/// percent-encoded>`. A UUID is unchanged by the encoding.
+pub fn problem_instance(request_id: &str) -> String {
+    format!(
+        "urn:tokend:request:{}",
+        utf8_percent_encode(request_id, INSTANCE_ENCODE_SET)
+    )
+}
 
 /// One bad field of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,17 +39,17 @@ pub struct FieldViolation {
 
 /// Values echoed in error details are cut to this many bytes so that the
 /// details stay far below the 16 KiB HTTP/2 trailer limit.
-pub const MAX_ECHOED_VALUE_CHARS: usize = 64;
+pub const MAX_ECHOED_VALUE_BYTES: usize = 64;
 
 impl FieldViolation {
     /// A violation that echoes (a truncated copy of) the value received.
     pub fn new(location: impl Into<String>, message: impl Into<String>, value: &str) -> Self {
         // At most 64 characters and 64 bytes, the ellipsis included, so that
         // multi-byte input cannot inflate the details.
-        let echoed = if value.len() <= MAX_ECHOED_VALUE_CHARS {
+        let echoed = if value.len() <= MAX_ECHOED_VALUE_BYTES {
             value.to_owned()
         } else {
-            let mut cut = MAX_ECHOED_VALUE_CHARS - '…'.len_utf8();
+            let mut cut = MAX_ECHOED_VALUE_BYTES - '…'.len_utf8();
             while !value.is_char_boundary(cut) {
                 cut -= 1;
             }
@@ -179,5 +200,22 @@ fn describe_violations(fields: &InvalidFields) -> String {
             }
             text
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_is_a_uri_whatever_the_request_id() {
+        assert_eq!(
+            problem_instance("0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"),
+            "urn:tokend:request:0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"
+        );
+        assert_eq!(
+            problem_instance("a b\"<%>#?/é~_."),
+            "urn:tokend:request:a%20b%22%3C%25%3E%23%3F%2F%C3%A9~_."
+        );
     }
 }

@@ -197,6 +197,45 @@ pub fn decode(
     Ok(Some(Cursor { after_id }))
 }
 
+/// One page of results.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The token for the next page, if there is one.
+    pub next_page_token: Option<String>,
+}
+
+/// Makes the page of a listing that fetched up to `limit + 1` rows: the
+/// extra row only tells that another page exists, and is dropped.
+pub fn paginate<T>(
+    mut items: Vec<T>,
+    limit: u64,
+    id_of: impl Fn(&T) -> i64,
+    key: &PageTokenKey,
+    scope: &PageScope,
+) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_page_token = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| {
+            encode(
+                key,
+                scope,
+                Cursor {
+                    after_id: id_of(last),
+                },
+            )
+        })
+    } else {
+        None
+    };
+    Page {
+        items,
+        next_page_token,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

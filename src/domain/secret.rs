@@ -2,18 +2,19 @@
 //!
 //! A secret reads `<prefix><43 random base62 characters><6 base62 checksum
 //! characters>`, for example `tkd_pat_` followed by 49 characters. The random
-//! part carries 43 × log2(62) ≈ 256.03 bits from the OS's CSPRNG. The
+//! part carries 43 × log2(62) ≈ 256.03 bits from the OS's CSPRNG (or, in
+//! tests, from any [`Entropy`]). The
 //! checksum is the CRC-32 of prefix and random part, like GitHub's token
 //! format: a mistyped or truncated secret is rejected without a database
 //! read. Only the SHA-256 of the whole secret is stored.
 
 use std::fmt;
 
-use rand::TryRngCore;
-use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use crate::domain::entropy::RandomSourceError;
+use crate::domain::entropy::{Entropy, SystemEntropy};
 use crate::domain::kind::TokenKind;
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -71,11 +72,6 @@ impl TokenHash {
     }
 }
 
-/// The OS's random source failed: no secret can be made.
-#[derive(Debug, thiserror::Error)]
-#[error("the operating system's random number generator failed")]
-pub struct RandomSourceError(#[source] rand::rand_core::OsError);
-
 /// Why a presented string is not a well-formed secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MalformedSecret {
@@ -107,12 +103,18 @@ impl MalformedSecret {
 impl TokenSecret {
     /// Makes a new secret of `kind` from the OS's CSPRNG.
     pub fn generate(kind: TokenKind) -> Result<TokenSecret, RandomSourceError> {
+        TokenSecret::generate_from(kind, &SystemEntropy)
+    }
+
+    /// Makes a new secret of `kind` from `entropy`.
+    pub fn generate_from(
+        kind: TokenKind,
+        entropy: &dyn Entropy,
+    ) -> Result<TokenSecret, RandomSourceError> {
         let mut random = String::with_capacity(RANDOM_LEN);
         let mut buffer = [0u8; 64];
         while random.len() < RANDOM_LEN {
-            OsRng
-                .try_fill_bytes(&mut buffer)
-                .map_err(RandomSourceError)?;
+            entropy.fill(&mut buffer)?;
             // Rejection sampling: 248 = 4 × 62, so accepted bytes map
             // uniformly onto the alphabet.
             for byte in buffer.iter().copied().filter(|b| *b < 248) {

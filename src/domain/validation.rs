@@ -42,15 +42,23 @@ pub struct Violations {
     omitted: usize,
 }
 
+/// Proof that a violation was recorded: only [`Violations::push`] makes
+/// one. A check that cannot produce its value returns this instead, so that
+/// [`Violations::finish`] refuses the request without having to trust that
+/// a missing value came with a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected(());
+
 impl Violations {
     /// Records one bad field.
-    pub fn push(&mut self, location: &str, message: &str, value: &str) {
+    pub fn push(&mut self, location: &str, message: &str, value: &str) -> Rejected {
         if self.reported.len() < MAX_REPORTED_VIOLATIONS {
             self.reported
                 .push(FieldViolation::new(location, message, value));
         } else {
             self.omitted += 1;
         }
+        Rejected(())
     }
 
     /// The violations, or `Ok(())` if there are none.
@@ -58,14 +66,28 @@ impl Violations {
         if self.reported.is_empty() {
             return Ok(());
         }
-        Err(InvalidFields {
+        Err(self.into_invalid_fields())
+    }
+
+    /// `value` if no field was bad, else every violation. A rejected value
+    /// carries the proof that at least one violation was recorded.
+    pub fn finish<T>(self, value: Result<T, Rejected>) -> Result<T, InvalidFields> {
+        match value {
+            Ok(value) => self.into_result().map(|()| value),
+            Err(Rejected(())) => Err(self.into_invalid_fields()),
+        }
+    }
+
+    fn into_invalid_fields(self) -> InvalidFields {
+        InvalidFields {
             listed: self.reported,
             unlisted: self.omitted,
-        })
+        }
     }
 }
 
-/// Whether `c` may not appear in any text field: a control character
+/// Whether `c` may not appear in any text field, nor in a caller's identity
+/// (the JWT's `sub` and `org_id`): a control character
 /// (general category Cc: C0, DEL, C1) or a format character (Cf: bidi
 /// overrides and isolates such as U+202E, zero-width characters such as
 /// U+200B and U+FEFF, the soft hyphen, tag characters). Such characters
@@ -245,17 +267,14 @@ pub fn check_id(violations: &mut Violations, value: i64) {
 }
 
 /// `token_id`: a UUID in its canonical hyphenated form.
-pub fn check_token_id(violations: &mut Violations, value: &str) -> Option<Uuid> {
+pub fn check_token_id(violations: &mut Violations, value: &str) -> Result<Uuid, Rejected> {
     match Uuid::try_parse(value) {
-        Ok(uuid) if value.len() == 36 => Some(uuid),
-        _ => {
-            violations.push(
-                "token_id",
-                "must be a UUID such as 0190f5a2-7c1e-7d3a-9b8e-2f4d6c8a0b1e",
-                value,
-            );
-            None
-        }
+        Ok(uuid) if value.len() == 36 => Ok(uuid),
+        _ => Err(violations.push(
+            "token_id",
+            "must be a UUID such as 0190f5a2-7c1e-7d3a-9b8e-2f4d6c8a0b1e",
+            value,
+        )),
     }
 }
 
@@ -276,21 +295,34 @@ pub fn check_page_size(violations: &mut Violations, value: i32) -> u64 {
 }
 
 /// `kind` where one of the four kinds is required.
-pub fn check_required_kind(violations: &mut Violations, kind: KindInput) -> Option<TokenKind> {
+pub fn check_required_kind(
+    violations: &mut Violations,
+    kind: KindInput,
+) -> Result<TokenKind, Rejected> {
     match kind {
+        KindInput::Known(kind) => Ok(kind),
+        KindInput::Unspecified => Err(violations.push(
+            "kind",
+            "must be one of the four token kinds",
+            "TOKEN_KIND_UNSPECIFIED",
+        )),
+        KindInput::Unknown(number) => Err(violations.push(
+            "kind",
+            "must be one of the four token kinds",
+            &number.to_string(),
+        )),
+    }
+}
+
+/// `kind` where unspecified means "any kind".
+pub fn check_optional_kind(violations: &mut Violations, kind: KindInput) -> Option<TokenKind> {
+    match kind {
+        KindInput::Unspecified => None,
         KindInput::Known(kind) => Some(kind),
-        KindInput::Unspecified => {
-            violations.push(
-                "kind",
-                "must be one of the four token kinds",
-                "TOKEN_KIND_UNSPECIFIED",
-            );
-            None
-        }
         KindInput::Unknown(number) => {
             violations.push(
                 "kind",
-                "must be one of the four token kinds",
+                "must be a token kind or unspecified",
                 &number.to_string(),
             );
             None
@@ -406,15 +438,27 @@ mod tests {
                 "{c:?}"
             );
         }
-        // Letters, marks, spaces and symbols of every script stay allowed.
+        // Newline and tab are control characters too (a reason may hold a
+        // newline, a name or a JWT identity may not), as is ZWNJ format.
+        for c in ['\n', '\t', '\u{200c}'] {
+            assert!(is_control_or_format(c), "{c:?}");
+        }
+        // Letters, digits, marks, spaces and symbols of every script stay
+        // allowed.
         for c in [
             'a',
+            'Z',
+            '0',
+            '-',
+            '_',
             'é',
             '\u{301}',
             ' ',
             '\u{a0}',
             '—',
             '日',
+            '中',
+            'Ж',
             '\u{1f600}',
             'ß',
             'א',

@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 
 use crate::domain::audit::AuditEvent;
 use crate::domain::kind::TokenKind;
-use crate::domain::service::{CreateTokenInput, ListAuditEventsInput, ListTokensInput};
+use crate::domain::request::{CreateTokenInput, ListAuditEventsInput, ListTokensInput};
 use crate::domain::token::Token;
 use crate::domain::validation::{KindInput, TimestampInput};
 use crate::grpc::proto;

@@ -6,7 +6,7 @@
 pub mod auth;
 pub mod call_metrics;
 pub mod convert;
+pub mod handlers;
 pub mod proto;
 pub mod request_context;
-pub mod service;
 pub mod status;

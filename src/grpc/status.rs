@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::error::{CallerRejection, ServiceError, TokenRejection};
+use crate::domain::error::{CallerRejection, ServiceError, TokenRejection, problem_instance};
 use crate::grpc::proto::{FieldError, Problem};
 
 /// The ErrorInfo domain of every tokend error.
@@ -19,24 +18,6 @@ pub const ERROR_DOMAIN: &str = "tokend";
 /// The location of the summary entry that stands for the bad fields not
 /// listed one by one (see `MAX_REPORTED_VIOLATIONS`).
 pub const UNLISTED_FIELDS_LOCATION: &str = "request";
-
-/// Every byte but the RFC 3986 unreserved characters is percent-encoded in
-/// `Problem.instance`, so that any request id a caller chose (spaces,
-/// quotes, `%`, `#`, …) still makes a valid URI reference.
-const INSTANCE_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `Problem.instance` of a request: `urn:tokend:request:<request id,
-/// percent-encoded>`. A UUID is unchanged by the encoding.
-pub fn problem_instance(request_id: &str) -> String {
-    format!(
-        "urn:tokend:request:{}",
-        utf8_percent_encode(request_id, INSTANCE_ENCODE_SET)
-    )
-}
 
 /// One kind of problem: its stable type URI, title and reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Caller;
 use crate::domain::error::CallerRejection;
-use crate::identity::char_class::is_control_or_format;
+use crate::domain::validation::is_control_or_format;
 use crate::identity::{HsSecret, KeyRing};
 
 /// Leeway for `exp` and `nbf`, in seconds.

@@ -4,7 +4,6 @@
 //!
 //! [`Caller`]: crate::domain::Caller
 
-pub mod char_class;
 pub mod hs_secret;
 pub mod jwks;
 pub mod jwt;

@@ -182,21 +182,6 @@ impl Refusal {
     }
 }
 
-/// `urn:tokend:request:<id>` with every byte of the id outside RFC 3986's
-/// unreserved set percent-encoded, so that any accepted id (which may hold
-/// spaces, quotes or `%`) gives a valid URI reference.
-pub fn instance_uri(request_id: &str) -> String {
-    let mut uri = String::from("urn:tokend:request:");
-    for byte in request_id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
-}
-
 fn with_request_id(mut response: Response, request_id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -211,7 +196,7 @@ fn problem(refusal: Refusal, request_id: &str) -> Response {
         "title": title,
         "status": status.as_u16(),
         "detail": detail,
-        "instance": instance_uri(request_id),
+        "instance": crate::domain::error::problem_instance(request_id),
         "error": detail,
         "details": {},
         "requestId": request_id,
@@ -363,22 +348,5 @@ async fn render<R: TokenRepository>(
             tracing::error!(request_id, error = %error, "metrics rendering failed");
             problem(Refusal::Internal, request_id)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instance_is_a_uri_whatever_the_request_id() {
-        assert_eq!(
-            instance_uri("0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"),
-            "urn:tokend:request:0192f0c5-6c1e-7b7a-9d1e-3f5a2b6c7d8e"
-        );
-        assert_eq!(
-            instance_uri("a b\"<%>#?/é"),
-            "urn:tokend:request:a%20b%22%3C%25%3E%23%3F%2F%C3%A9"
-        );
     }
 }

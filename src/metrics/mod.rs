@@ -22,7 +22,7 @@ use prometheus::{
 use prost::Message;
 
 use crate::domain::error::TokenRejection;
-use crate::domain::service::AuthenticationObserver;
+use crate::domain::lifecycle::AuthenticationObserver;
 use crate::domain::token::{TokenCounts, TokenState};
 use crate::domain::{ServiceError, Token, TokenKind};
 use crate::store::StatementKind;

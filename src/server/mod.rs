@@ -20,7 +20,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
 use crate::config::{JwtConfig, ServerConfig, Setting, StartupError};
-use crate::domain::{Clock, TokenLifecycle};
+use crate::domain::{Clock, SystemEntropy, TokenLifecycle};
 use crate::http_listener;
 use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
 use crate::metrics::{Metrics, OrgAuthentications};
@@ -92,7 +92,7 @@ async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
     let last_use = background::spawn_last_use_writer(&store);
     let org_authentications = Arc::new(OrgAuthentications::default());
     let lifecycle = Arc::new(
-        TokenLifecycle::new(store.clone(), last_use)
+        TokenLifecycle::new(store.clone(), last_use, Arc::new(SystemEntropy))
             .with_authentication_observer(org_authentications.clone()),
     );
     Ok(Core {

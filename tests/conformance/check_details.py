@@ -51,7 +51,7 @@ REQUEST_ID_KEY = "x-request-id"
 TRAILER_HARD_LIMIT = 16 * 1024
 # What "far below the limit" means for ordinary errors.
 TYPICAL_DETAILS_BUDGET = 4 * 1024
-MAX_ECHOED_VALUE_CHARS = 64
+MAX_ECHOED_VALUE_BYTES = 64
 # At most this many field violations are listed; a last entry with location
 # UNLISTED_LOCATION counts the others.
 MAX_LISTED_VIOLATIONS = 20
@@ -495,7 +495,7 @@ def check_value_truncated(c: Client, ctx: dict) -> str:
     value = d.problem.errors[0].value
     # Cut to at most 64 bytes, the ellipsis marking the cut included
     # (docs/errors.md), so multi-byte input cannot inflate the details.
-    expect(len(value.encode()) <= MAX_ECHOED_VALUE_CHARS, f"FieldError.value is longer than {MAX_ECHOED_VALUE_CHARS} bytes: {value!r}")
+    expect(len(value.encode()) <= MAX_ECHOED_VALUE_BYTES, f"FieldError.value is longer than {MAX_ECHOED_VALUE_BYTES} bytes: {value!r}")
     expect(value.endswith("\u2026") and sent.startswith(value[:-1]), f"FieldError.value is not a prefix of the value plus '…': {value!r}")
     return f"a 300-character value is echoed as {len(value)} characters"
 

@@ -13,22 +13,25 @@ mod rules;
 mod validation;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 pub(super) use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
 pub(super) use crate::domain::caller::Caller;
 pub(super) use crate::domain::clock::{Clock, ManualClock};
+pub(super) use crate::domain::entropy::SeededEntropy;
 pub(super) use crate::domain::error::{ServiceError, TokenRejection};
 pub(super) use crate::domain::kind::TokenKind;
 pub(super) use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder, LastUseWriter};
+pub(super) use crate::domain::lifecycle::{Revoked, TokenLifecycle};
 pub(super) use crate::domain::memory::{MemoryRepository, RepositoryCall};
+pub(super) use crate::domain::pagination::Page;
 pub(super) use crate::domain::repository::StoreError;
-pub(super) use crate::domain::secret::TokenSecret;
-pub(super) use crate::domain::service::{
-    AcceptedFamilies, CreateTokenInput, ListAuditEventsInput, ListTokensInput, Page, RevokeInput,
-    Revoked, TokenLifecycle,
+pub(super) use crate::domain::request::{
+    AcceptedFamilies, CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput,
 };
+pub(super) use crate::domain::secret::TokenSecret;
 pub(super) use crate::domain::token::Token;
 pub(super) use crate::domain::validation::{KindInput, TimestampInput};
 
@@ -45,7 +48,7 @@ pub(super) fn new_lifecycle(
     repository: MemoryRepository,
     last_use: LastUseRecorder,
 ) -> TokenLifecycle<MemoryRepository> {
-    TokenLifecycle::new(repository, last_use)
+    TokenLifecycle::new(repository, last_use, Arc::new(SeededEntropy::new(7)))
 }
 
 /// 2026-01-01T00:00:00Z: where every test's clock starts.

@@ -680,7 +680,7 @@ async fn token_counts_are_by_kind_and_state() {
 /// writes the event; the others answer with the same revoke time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_revokes_revoke_once() {
-    let fx = std::sync::Arc::new(Fixture::new());
+    let fx = Arc::new(Fixture::new());
     let who = admin(ACME);
     let (token, _) = fx.made(&who, TokenKind::ServiceAccount, "raced").await;
     let mut tasks = Vec::new();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tonic::{Code, Request, Status};
 
 use tokend::admission::caller::CallerRateLimiter;
-use tokend::domain::error::MAX_ECHOED_VALUE_CHARS;
+use tokend::domain::error::MAX_ECHOED_VALUE_BYTES;
 use tokend::domain::secret::{MAX_SECRET_LEN, MalformedSecret};
 use tokend::domain::{Caller, ManualClock, TokenSecret};
 use tokend::grpc::proto::{AuthenticateTokenRequest, ListTokensRequest, RevokeScrapeTokenRequest};
@@ -268,7 +268,7 @@ async fn oversized_secrets_are_malformed_and_oversized_messages_refused() -> Tes
             .problem
             .errors
             .iter()
-            .all(|e| e.value.len() <= MAX_ECHOED_VALUE_CHARS)
+            .all(|e| e.value.len() <= MAX_ECHOED_VALUE_BYTES)
     );
     // Without a JWT an oversized message is a JWT error: not decoded at all.
     expect_error(

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::domain::audit::AuditContext;
-use crate::domain::service::RevokeInput;
+use crate::domain::repository::TokenRepository;
+use crate::domain::request::RevokeInput;
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::auth::request_id_of;
 use crate::grpc::convert;
@@ -15,20 +16,31 @@ use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenService;
 use crate::grpc::status::to_status;
 use crate::metrics::Metrics;
-use crate::store::SeaStore;
 
-/// The TokenService implementation.
-#[derive(Debug, Clone)]
-pub struct TokenApi {
-    lifecycle: Arc<TokenLifecycle<SeaStore>>,
+/// The TokenService implementation, over any storage the core can use.
+#[derive(Debug)]
+pub struct TokenApi<R> {
+    lifecycle: Arc<TokenLifecycle<R>>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 }
 
-impl TokenApi {
+// Not derived: a derive would require `R: Clone`, and only the `Arc`s are
+// cloned.
+impl<R> Clone for TokenApi<R> {
+    fn clone(&self) -> Self {
+        TokenApi {
+            lifecycle: self.lifecycle.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<R: TokenRepository> TokenApi<R> {
     /// Serves `lifecycle` with time from `clock`.
     pub fn new(
-        lifecycle: Arc<TokenLifecycle<SeaStore>>,
+        lifecycle: Arc<TokenLifecycle<R>>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -75,7 +87,7 @@ impl CallContext {
     }
 }
 
-impl TokenApi {
+impl<R: TokenRepository> TokenApi<R> {
     async fn revoke(
         &self,
         context: &CallContext,
@@ -94,7 +106,7 @@ impl TokenApi {
 }
 
 #[tonic::async_trait]
-impl TokenService for TokenApi {
+impl<R: TokenRepository> TokenService for TokenApi<R> {
     async fn create_token(
         &self,
         request: Request<proto::CreateTokenRequest>,

@@ -1,0 +1,27 @@
+//! Each RPC's request twice: as received (`…Input`, built by a transport
+//! from its message) and as validated (`Valid…`). One `parse_…` function per
+//! RPC turns the first into the second, reporting every bad field at once
+//! (the field rules live in [`crate::domain::validation`]). A validated
+//! request has private fields and no constructor but its parse function, so
+//! the lifecycle cannot act on a request that skipped validation, and the
+//! fuzz target exercises the very functions the server runs.
+
+mod create;
+mod presented;
+mod read;
+mod revoke;
+#[cfg(test)]
+mod tests;
+
+pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
+pub use presented::{AcceptedFamilies, parse_presented_secret};
+pub use read::{
+    ListAuditEventsInput, ListTokensInput, ValidAuditQuery, ValidGet, ValidList, parse_audit_query,
+    parse_get, parse_list,
+};
+pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
+
+/// An optional text field: `None` when empty.
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
