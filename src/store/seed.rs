@@ -77,8 +77,8 @@ impl SeaStore {
         Ok(SeaStore { db })
     }
 
-    /// Inserts `tokens` with `history`, [`ROWS_PER_STATEMENT`] rows per
-    /// `INSERT` and one transaction per [`ROWS_PER_TRANSACTION`] rows.
+    /// Inserts `tokens` with `history`, `ROWS_PER_STATEMENT` rows per
+    /// `INSERT` and one transaction per `ROWS_PER_TRANSACTION` rows.
     /// Returns the numeric id of each token, in input order.
     pub async fn seed_tokens(
         &self,
