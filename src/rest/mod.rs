@@ -1,13 +1,14 @@
 //! The REST face, in progress: what the HTTP routes of `TokenService` are
 //! and how a request becomes the RPC's request message. The routes are read
 //! from the `google.api.http` option of each RPC in the descriptor set
-//! ([`routes`]); messages travel in the proto3 JSON mapping ([`json`]); a
+//! ([`routes`], their path templates in [`path_template`]); messages travel in the proto3 JSON mapping ([`json`]); a
 //! matched request decodes into its message ([`request`]). Nothing here
 //! answers a request yet: handlers, the error bodies of each wire format and
 //! the wiring into the HTTP listener come next.
 
 pub mod google_api;
 pub mod json;
+pub mod path_template;
 pub mod request;
 pub mod routes;
 
