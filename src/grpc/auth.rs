@@ -15,9 +15,10 @@ use tonic::{Request, Status};
 use crate::admission::caller::CallerRateLimiter;
 use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::CallerRejection;
+use crate::domain::lifecycle::UNAVAILABLE_RETRY_AFTER;
 use crate::domain::{Clock, ServiceError};
 use crate::grpc::request_context::RequestId;
-use crate::grpc::status::{DEFAULT_RETRY_AFTER, to_status};
+use crate::grpc::status::to_status;
 use crate::identity::{JwtVerifier, bearer_token};
 
 /// Verifies the caller of every `TokenService` call and applies its rate
@@ -71,7 +72,7 @@ impl Interceptor for AuthInterceptor {
         let request_id = request_id_of(&request);
         if !self.schema_ready.load(Ordering::Acquire) {
             let error = ServiceError::Unavailable {
-                retry_after: DEFAULT_RETRY_AFTER,
+                retry_after: UNAVAILABLE_RETRY_AFTER,
                 source: "database schema not migrated yet".into(),
             };
             return Err(to_status(&error, &request_id));

@@ -3,7 +3,6 @@
 //! rich details that docs/errors.md catalogues.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use prost::Message;
 use tonic::{Code, Status};
@@ -308,7 +307,3 @@ pub fn transport_status(code: Code, message: &str, request_id: &str) -> Status {
     details.set_request_info(request_id, "");
     build_status(problem_kind, message, request_id, details, Vec::new())
 }
-
-/// Retry hint for UNAVAILABLE statuses made outside the domain (load
-/// shedding, start-up before migrations).
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -121,11 +121,25 @@ enum Refusal {
     Revoked,
     Expired,
     Throttled(Duration),
-    Unavailable,
+    /// The database is unavailable: retry after the carried wait.
+    Unavailable(Duration),
     Internal,
 }
 
 impl Refusal {
+    /// Whether this is a failed authentication (a 401), the refusals that
+    /// spend from the peer's failure budget.
+    fn is_authentication_failure(self) -> bool {
+        match self {
+            Refusal::Missing
+            | Refusal::Malformed
+            | Refusal::Unknown
+            | Refusal::Revoked
+            | Refusal::Expired => true,
+            Refusal::Throttled(_) | Refusal::Unavailable(_) | Refusal::Internal => false,
+        }
+    }
+
     /// Status, reason, title and detail; titles and reasons are the gRPC
     /// face's (`TOKEN_MISSING` exists only here).
     fn describe(self) -> (StatusCode, &'static str, &'static str, &'static str) {
@@ -166,7 +180,7 @@ impl Refusal {
                 "Rate limited",
                 "too many failed authentications from this address; retry later",
             ),
-            Refusal::Unavailable => (
+            Refusal::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "DATABASE_UNAVAILABLE",
                 "Database unavailable",
@@ -219,17 +233,61 @@ fn problem(refusal: Refusal, request_id: &str) -> Response {
                 HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
             );
         }
-        Refusal::Throttled(wait) => {
-            // Whole seconds, rounded up: an earlier retry is refused again.
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        }
-        Refusal::Unavailable => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        Refusal::Throttled(wait) | Refusal::Unavailable(wait) => {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(wait)),
+            );
         }
         Refusal::Internal => {}
     }
     with_request_id(response, request_id)
+}
+
+/// Whole seconds, rounded up and at least one: an earlier retry is refused
+/// again.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+/// The one place that chooses the metrics endpoint's answer to a core error.
+fn refusal_of(error: &ServiceError) -> Refusal {
+    match error {
+        ServiceError::TokenRejected(TokenRejection::Unknown) => Refusal::Unknown,
+        ServiceError::TokenRejected(TokenRejection::Revoked) => Refusal::Revoked,
+        ServiceError::TokenRejected(TokenRejection::Expired) => Refusal::Expired,
+        ServiceError::TokenRejected(TokenRejection::Malformed(_)) => Refusal::Malformed,
+        ServiceError::RateLimited { retry_after, .. } => Refusal::Throttled(*retry_after),
+        ServiceError::Unavailable { retry_after, .. } => Refusal::Unavailable(*retry_after),
+        // None of these can answer a scrape (no JWT, no permission, no
+        // named token is involved): if one does, it is a server fault.
+        ServiceError::InvalidArgument(_)
+        | ServiceError::Unauthenticated(_)
+        | ServiceError::PermissionDenied { .. }
+        | ServiceError::NotFound(_)
+        | ServiceError::AlreadyExists(_)
+        | ServiceError::Internal(_) => Refusal::Internal,
+    }
+}
+
+/// Logs a core error that became a 503 or a 500 (a 401 or 429 is the
+/// client's business and is not logged).
+fn log_refusal(refusal: Refusal, error: &ServiceError, request_id: &str, what: &str) {
+    match refusal {
+        Refusal::Unavailable(_) => {
+            tracing::warn!(request_id, error = %error, "metrics scrape: {what}: database unavailable");
+        }
+        Refusal::Internal => {
+            tracing::error!(request_id, error = %error, "metrics scrape: {what} failed");
+        }
+        Refusal::Missing
+        | Refusal::Malformed
+        | Refusal::Unknown
+        | Refusal::Revoked
+        | Refusal::Expired
+        | Refusal::Throttled(_) => {}
+    }
 }
 
 fn prometheus_text(text: String, request_id: &str) -> Response {
@@ -278,17 +336,10 @@ async fn tenant<R: TokenRepository>(
         Ok((token, now)) => return render(&state, &token, now, &request_id).await,
         Err(refusal) => refusal,
     };
-    match refusal {
-        Refusal::Missing
-        | Refusal::Malformed
-        | Refusal::Unknown
-        | Refusal::Revoked
-        | Refusal::Expired => {
-            if let Some(peer) = peer {
-                state.failed_auth.record_failure(peer);
-            }
-        }
-        Refusal::Throttled(_) | Refusal::Unavailable | Refusal::Internal => {}
+    if refusal.is_authentication_failure()
+        && let Some(peer) = peer
+    {
+        state.failed_auth.record_failure(peer);
     }
     problem(refusal, &request_id)
 }
@@ -311,19 +362,15 @@ async fn authenticate<R: TokenRepository>(
         .authenticate_secret(now, presented, scrape_only)
         .await
     {
-        Ok(token) if token.kind == TokenKind::Scrape => Ok((token, now)),
-        // Another family's token is not a scrape token: same answer as unknown.
-        Ok(_) | Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => Err(Refusal::Unknown),
-        Err(ServiceError::TokenRejected(TokenRejection::Revoked)) => Err(Refusal::Revoked),
-        Err(ServiceError::TokenRejected(TokenRejection::Expired)) => Err(Refusal::Expired),
-        Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => Err(Refusal::Malformed),
-        Err(error @ ServiceError::Unavailable { .. }) => {
-            tracing::warn!(request_id, error = %error, "metrics scrape: database unavailable");
-            Err(Refusal::Unavailable)
+        Ok(token) => {
+            // `scrape_only` answers another family's token as unknown.
+            debug_assert_eq!(token.kind, TokenKind::Scrape);
+            Ok((token, now))
         }
         Err(error) => {
-            tracing::error!(request_id, error = %error, "metrics scrape failed");
-            Err(Refusal::Internal)
+            let refusal = refusal_of(&error);
+            log_refusal(refusal, &error, request_id, "authentication");
+            Err(refusal)
         }
     }
 }
@@ -338,8 +385,9 @@ async fn render<R: TokenRepository>(
     let counts = match state.lifecycle.token_counts(&token.org_id, now).await {
         Ok(counts) => counts,
         Err(error) => {
-            tracing::warn!(request_id, error = %error, "metrics scrape: counting tokens failed");
-            return problem(Refusal::Unavailable, request_id);
+            let refusal = refusal_of(&error);
+            log_refusal(refusal, &error, request_id, "counting tokens");
+            return problem(refusal, request_id);
         }
     };
     match render_tenant(&counts, &state.org_authentications, &token.org_id) {
@@ -347,6 +395,50 @@ async fn render<R: TokenRepository>(
         Err(error) => {
             tracing::error!(request_id, error = %error, "metrics rendering failed");
             problem(Refusal::Internal, request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_is_a_500_without_retry_after_and_unavailable_carries_its_wait() {
+        let internal = ServiceError::Internal("broken invariant".into());
+        let response = problem(refusal_of(&internal), "req");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+
+        let unavailable = ServiceError::Unavailable {
+            retry_after: Duration::from_millis(2500),
+            source: "down".into(),
+        };
+        let response = problem(refusal_of(&unavailable), "req");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("3"))
+        );
+    }
+
+    #[test]
+    fn only_the_five_token_refusals_are_authentication_failures() {
+        for refusal in [
+            Refusal::Missing,
+            Refusal::Malformed,
+            Refusal::Unknown,
+            Refusal::Revoked,
+            Refusal::Expired,
+        ] {
+            assert!(refusal.is_authentication_failure(), "{refusal:?}");
+        }
+        for refusal in [
+            Refusal::Throttled(Duration::from_secs(1)),
+            Refusal::Unavailable(Duration::from_secs(1)),
+            Refusal::Internal,
+        ] {
+            assert!(!refusal.is_authentication_failure(), "{refusal:?}");
         }
     }
 }

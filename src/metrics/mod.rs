@@ -140,7 +140,16 @@ impl Metrics {
             Err(ServiceError::TokenRejected(TokenRejection::Expired)) => "expired",
             Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => "unknown",
             Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => "malformed",
-            Err(_) => "error",
+            Err(
+                ServiceError::InvalidArgument(_)
+                | ServiceError::Unauthenticated(_)
+                | ServiceError::PermissionDenied { .. }
+                | ServiceError::NotFound(_)
+                | ServiceError::AlreadyExists(_)
+                | ServiceError::RateLimited { .. }
+                | ServiceError::Unavailable { .. }
+                | ServiceError::Internal(_),
+            ) => "error",
         };
         self.authentications.with_label_values(&[label]).inc();
     }
