@@ -8,11 +8,12 @@
 //! budget is full again, so memory stays bounded by the callers active within
 //! one burst window.
 //!
-//! Time comes from the server's [`Clock`], as for the failed-authentication
-//! limiter, so tests move a manual clock instead of sleeping.
+//! Time is the [`ForwardTime`] of the server's [`Clock`], as for the
+//! failed-authentication limiter, so tests move a manual clock instead of
+//! sleeping and a clock stepping back refuses no one.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock as _;
@@ -20,57 +21,28 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::admission::forward_time::ForwardTime;
 use crate::domain::{Caller, Clock, ServiceError};
 
 /// Who a budget belongs to: `(org_id, sub)`.
 type CallerKey = (String, String);
 
-/// governor's view of the server's [`Clock`]: how far that clock has moved
-/// FORWARD since the limiter was made. The server's clock is wall time, and
-/// wall time can step back (an NTP correction): counted as is, a step back
-/// of an hour would refuse every active caller for that hour. So a step
-/// back counts as no time; a step forward refills budgets early, which only
-/// admits.
+/// governor's view of the server's [`Clock`]: its [`ForwardTime`], so a
+/// wall clock stepping back refuses no active caller.
 #[derive(Clone, Debug)]
 struct ServerTime(Arc<ForwardTime>);
 
-#[derive(Debug)]
-struct ForwardTime {
-    clock: Arc<dyn Clock>,
-    /// The clock's last reading (ns since the epoch) and the forward time
-    /// counted so far.
-    progress: Mutex<(i64, Duration)>,
-}
-
 impl ServerTime {
     fn new(clock: Arc<dyn Clock>) -> ServerTime {
-        let start = wall_nanos(clock.as_ref());
-        ServerTime(Arc::new(ForwardTime {
-            clock,
-            progress: Mutex::new((start, Duration::ZERO)),
-        }))
+        ServerTime(Arc::new(ForwardTime::new(clock)))
     }
-}
-
-fn wall_nanos(clock: &dyn Clock) -> i64 {
-    clock.now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl governor::clock::Clock for ServerTime {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        let wall = wall_nanos(self.0.clock.as_ref());
-        // Every update is one assignment: a poisoned lock holds no torn state.
-        let mut progress = self
-            .0
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (last, elapsed) = *progress;
-        let forward = u64::try_from(wall.saturating_sub(last)).unwrap_or(0);
-        *progress = (wall, elapsed.saturating_add(Duration::from_nanos(forward)));
-        progress.1
+        self.0.now()
     }
 }
 

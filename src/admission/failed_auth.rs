@@ -5,12 +5,22 @@
 //! any JWT is verified or any secret is looked up in the database, while a
 //! busy peer that authenticates correctly is never slowed down.
 //!
+//! Admission RESERVES: [`FailedAuthLimiter::admit`] spends one failure at
+//! once and the request refunds it when it did not fail authentication.
+//! Were the failure spent only once known (after the database lookup), N
+//! simultaneous bad requests from one peer would all pass admission and
+//! all reach the database; reserved, at most `burst` of them do.
+//!
+//! Time is [`ForwardTime`]: a wall clock stepping back neither refuses
+//! peers for the length of the step nor keeps their entries from being
+//! forgotten.
+//!
 //! This is transport policy (it knows addresses, not callers), so it lives
 //! outside the core. The algorithm is GCRA: a peer may fail `burst` times in
 //! a row and then once every `60 s / per_minute`. governor implements GCRA
-//! too, but it can only test a budget by spending from it; here the test
-//! ("may this peer try?") and the spending ("it failed") are separate
-//! steps, which is why the few lines of GCRA are written out.
+//! too, but it cannot give back what a request spent; here an attempt that
+//! did not fail is refunded, which is why the few lines of GCRA are written
+//! out.
 //!
 //! Memory: one entry (an address and a time) per peer that failed within
 //! the last refill period; [`FailedAuthLimiter::forget_idle`] (run
@@ -24,6 +34,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::admission::forward_time::ForwardTime;
 use crate::domain::Clock;
 
 /// Most peers tracked at once. Beyond it, a new failing peer is not
@@ -73,10 +84,10 @@ pub struct Throttled {
 #[derive(Clone, Copy, Debug)]
 struct Budget {
     /// Nanoseconds of one refill (60 s / per minute).
-    interval: i64,
+    interval: u64,
     /// Nanoseconds of failures that may be "ahead of time": (burst - 1)
     /// intervals.
-    tolerance: i64,
+    tolerance: u64,
 }
 
 /// See the module documentation.
@@ -84,10 +95,31 @@ struct Budget {
 pub struct FailedAuthLimiter {
     /// `None` when limiting is off.
     budget: Option<Budget>,
-    /// Theoretical arrival time (GCRA) per peer, in nanoseconds since the
-    /// epoch of `clock`.
-    peers: Mutex<HashMap<Peer, i64>>,
-    clock: Arc<dyn Clock>,
+    /// Theoretical arrival time (GCRA) per peer, in nanoseconds of `time`.
+    peers: Mutex<HashMap<Peer, u64>>,
+    time: ForwardTime,
+}
+
+/// One admitted attempt, which has already spent one failure of its peer's
+/// budget: concurrent attempts from one peer cannot all pass before the
+/// first of them fails. Dropped, the failure stays spent (also when the
+/// request is abandoned halfway); [`Attempt::refund`] gives it back when the
+/// attempt did not fail authentication.
+#[derive(Debug)]
+#[must_use = "dropping an attempt counts it as a failed authentication"]
+pub struct Attempt<'a> {
+    /// `None` when nothing was spent (limiting off, or the peer untracked).
+    spent: Option<(&'a FailedAuthLimiter, Peer)>,
+}
+
+impl Attempt<'_> {
+    /// The attempt did not fail authentication: its reserved failure is
+    /// given back (never below a full budget).
+    pub fn refund(self) {
+        if let Some((limiter, peer)) = self.spent {
+            limiter.refund(peer);
+        }
+    }
 }
 
 impl FailedAuthLimiter {
@@ -95,82 +127,81 @@ impl FailedAuthLimiter {
     /// `per_minute == 0` turns limiting off. A zero burst is read as one.
     pub fn new(per_minute: u32, burst: u32, clock: Arc<dyn Clock>) -> FailedAuthLimiter {
         let budget = (per_minute > 0).then(|| {
-            let interval = 60_000_000_000 / i64::from(per_minute);
+            let interval = 60_000_000_000 / u64::from(per_minute);
             Budget {
                 interval,
-                tolerance: interval.saturating_mul(i64::from(burst.max(1) - 1)),
+                tolerance: interval.saturating_mul(u64::from(burst.max(1) - 1)),
             }
         });
         FailedAuthLimiter {
             budget,
             peers: Mutex::new(HashMap::new()),
-            clock,
+            time: ForwardTime::new(clock),
         }
     }
 
-    fn now(&self) -> i64 {
-        self.clock
-            .now()
-            .timestamp_nanos_opt()
-            .unwrap_or(i64::MAX / 2)
-    }
-
-    fn peers(&self) -> MutexGuard<'_, HashMap<Peer, i64>> {
+    fn peers(&self) -> MutexGuard<'_, HashMap<Peer, u64>> {
         // A panic while holding the lock cannot leave the map half-updated
-        // (every update is one insert), so a poisoned lock is still usable.
+        // (every update is one insert or remove), so a poisoned lock is
+        // still usable.
         self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether a request from `address` may try to authenticate now.
-    /// Spends nothing.
-    pub fn admit(&self, address: IpAddr) -> Result<(), Throttled> {
+    /// Admits an attempt to authenticate from `address`, spending one
+    /// failure of its budget until the attempt is refunded, or says how long
+    /// the peer must wait.
+    pub fn admit(&self, address: IpAddr) -> Result<Attempt<'_>, Throttled> {
         let Some(budget) = self.budget else {
-            return Ok(());
+            return Ok(Attempt { spent: None });
         };
         let peer = Peer::of(address);
-        let Some(arrival) = self.peers().get(&peer).copied() else {
-            return Ok(());
-        };
-        let allowed_from = arrival - budget.tolerance;
-        let now = self.now();
-        if now >= allowed_from {
-            Ok(())
-        } else {
-            let wait = u64::try_from(allowed_from - now).unwrap_or(0);
-            Err(Throttled {
-                peer,
-                retry_after: Duration::from_nanos(wait),
-            })
-        }
-    }
-
-    /// Spends one failure of `address`'s budget.
-    pub fn record_failure(&self, address: IpAddr) {
-        let Some(budget) = self.budget else {
-            return;
-        };
-        let peer = Peer::of(address);
-        let now = self.now();
+        let now = self.time.now_nanos();
         let mut peers = self.peers();
-        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
+        if let Some(&arrival) = peers.get(&peer) {
+            let allowed_from = arrival.saturating_sub(budget.tolerance);
+            if now < allowed_from {
+                return Err(Throttled {
+                    peer,
+                    retry_after: Duration::from_nanos(allowed_from - now),
+                });
+            }
+        } else if peers.len() >= MAX_TRACKED_PEERS {
             peers.retain(|_, arrival| *arrival > now);
             if peers.len() >= MAX_TRACKED_PEERS {
                 tracing::warn!(
                     limit = MAX_TRACKED_PEERS,
                     "too many peers failing authentication at once: a new one goes untracked"
                 );
-                return;
+                return Ok(Attempt { spent: None });
             }
         }
         let arrival = peers.entry(peer).or_insert(now);
         *arrival = (*arrival).max(now).saturating_add(budget.interval);
+        Ok(Attempt {
+            spent: Some((self, peer)),
+        })
+    }
+
+    fn refund(&self, peer: Peer) {
+        let Some(budget) = self.budget else {
+            return;
+        };
+        let now = self.time.now_nanos();
+        let mut peers = self.peers();
+        if let Some(arrival) = peers.get_mut(&peer) {
+            *arrival = arrival.saturating_sub(budget.interval).max(now);
+            if *arrival <= now {
+                // A full budget needs no entry.
+                peers.remove(&peer);
+            }
+        }
     }
 
     /// Drops the peers whose budget is full again.
     pub fn forget_idle(&self) {
-        let now = self.now();
+        let now = self.time.now_nanos();
         let mut peers = self.peers();
         peers.retain(|_, arrival| *arrival > now);
         peers.shrink_to_fit();
@@ -195,6 +226,11 @@ mod tests {
         )
     }
 
+    /// One attempt from `address` that fails authentication.
+    fn fail(limiter: &FailedAuthLimiter, address: IpAddr) {
+        drop(limiter.admit(address).expect("admitted"));
+    }
+
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
@@ -202,25 +238,23 @@ mod tests {
     fn a_peer_may_fail_burst_times_then_waits_for_the_refill() {
         let (limiter, clock) = limiter(60, 3);
         for _ in 0..3 {
-            assert_eq!(limiter.admit(A), Ok(()));
-            limiter.record_failure(A);
+            fail(&limiter, A);
         }
         let throttled = limiter.admit(A).expect_err("over budget");
         assert_eq!(throttled.retry_after, Duration::from_secs(1));
-        assert_eq!(limiter.admit(B), Ok(()), "another peer keeps its budget");
+        assert!(limiter.admit(B).is_ok(), "another peer keeps its budget");
         clock.advance(chrono::TimeDelta::milliseconds(999));
         assert!(limiter.admit(A).is_err());
         clock.advance(chrono::TimeDelta::milliseconds(1));
-        assert_eq!(limiter.admit(A), Ok(()), "one failure refilled");
-        limiter.record_failure(A);
-        assert!(limiter.admit(A).is_err());
+        fail(&limiter, A);
+        assert!(limiter.admit(A).is_err(), "one failure refilled, and spent");
     }
 
     #[test]
     fn idle_peers_are_forgotten_and_off_tracks_nothing() {
         let (limiter, clock) = limiter(60, 2);
-        limiter.record_failure(A);
-        limiter.record_failure(B);
+        fail(&limiter, A);
+        fail(&limiter, B);
         assert_eq!(limiter.tracked_peers(), 2);
         limiter.forget_idle();
         assert_eq!(limiter.tracked_peers(), 2, "budgets not yet refilled");
@@ -230,10 +264,48 @@ mod tests {
 
         let (off, _) = self::limiter(0, 2);
         for _ in 0..100 {
-            off.record_failure(A);
+            fail(&off, A);
         }
-        assert_eq!(off.admit(A), Ok(()));
+        assert!(off.admit(A).is_ok());
         assert_eq!(off.tracked_peers(), 0);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_refuses_no_peer_longer_and_idle_peers_are_still_forgotten() {
+        let (limiter, clock) = limiter(60, 3);
+        fail(&limiter, A);
+        clock.advance(chrono::TimeDelta::hours(-1));
+        assert!(
+            limiter.admit(A).is_ok(),
+            "two failures of the burst are left"
+        );
+        clock.advance(chrono::TimeDelta::seconds(2));
+        limiter.forget_idle();
+        assert_eq!(
+            limiter.tracked_peers(),
+            0,
+            "one second refilled the one failure"
+        );
+    }
+
+    #[test]
+    fn simultaneous_attempts_reserve_and_refunded_ones_leave_nothing_spent() {
+        let (limiter, _clock) = limiter(60, 3);
+        let attempts: Vec<_> = (0..3)
+            .map(|_| limiter.admit(A).expect("in burst"))
+            .collect();
+        assert!(
+            limiter.admit(A).is_err(),
+            "three attempts in flight hold the whole burst"
+        );
+        for attempt in attempts {
+            attempt.refund();
+        }
+        assert_eq!(limiter.tracked_peers(), 0, "a full budget is not tracked");
+        for _ in 0..100 {
+            limiter.admit(A).expect("successes spend nothing").refund();
+        }
+        assert_eq!(limiter.tracked_peers(), 0);
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //!
 //! - [`caller`]: the per-caller call budget (by the JWT's `org_id` and
 //!   `sub`);
-//! - [`failed_auth`]: the per-address budget of failed authentications.
+//! - [`failed_auth`]: the per-address budget of failed authentications;
+//! - [`forward_time`]: the time both count in, which a wall clock stepping
+//!   back does not move back.
 
 pub mod caller;
 pub mod failed_auth;
+pub mod forward_time;
 
 pub use caller::CallerRateLimiter;
 pub use failed_auth::FailedAuthLimiter;

@@ -77,22 +77,30 @@ impl Interceptor for AuthInterceptor {
             };
             return Err(to_status(&error, &request_id));
         }
-        let peer = request.remote_addr().map(|address| address.ip());
-        if let Some(peer) = peer
-            && let Err(throttled) = self.failed_auth.admit(peer)
-        {
-            let error = ServiceError::RateLimited {
-                retry_after: throttled.retry_after,
-                subject: format!("peer {} (failed authentications)", throttled.peer),
-            };
-            return Err(to_status(&error, &request_id));
-        }
+        // Admitted, the attempt has already spent one failure of its peer's
+        // budget: it is given back below unless the JWT is refused.
+        let attempt = match request.remote_addr() {
+            None => None,
+            Some(address) => match self.failed_auth.admit(address.ip()) {
+                Ok(attempt) => Some(attempt),
+                Err(throttled) => {
+                    let error = ServiceError::RateLimited {
+                        retry_after: throttled.retry_after,
+                        subject: format!("peer {} (failed authentications)", throttled.peer),
+                    };
+                    return Err(to_status(&error, &request_id));
+                }
+            },
+        };
         let verified = match bearer(&request) {
             None => Err(CallerRejection::Missing),
             Some(jwt) => self.verifier.verify(jwt, self.clock.now().timestamp()),
         };
         match verified {
             Ok(caller) => {
+                if let Some(attempt) = attempt {
+                    attempt.refund();
+                }
                 let span = tracing::Span::current();
                 span.record("org", caller.org_id.as_str());
                 span.record("caller", caller.subject.as_str());
@@ -103,9 +111,8 @@ impl Interceptor for AuthInterceptor {
                 Ok(request)
             }
             Err(rejection) => {
-                if let Some(peer) = peer {
-                    self.failed_auth.record_failure(peer);
-                }
+                // The reserved failure stays spent.
+                drop(attempt);
                 Err(to_status(
                     &ServiceError::Unauthenticated(rejection),
                     &request_id,

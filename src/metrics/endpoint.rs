@@ -326,20 +326,31 @@ async fn tenant<R: TokenRepository>(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
-    if let Some(peer) = peer
-        && let Err(throttled) = state.failed_auth.admit(peer)
-    {
-        tracing::debug!(request_id, peer = %throttled.peer, "metrics scrape throttled: too many failed authentications");
-        return problem(Refusal::Throttled(throttled.retry_after), &request_id);
-    }
-    let refusal = match authenticate(&state, headers, &request_id).await {
-        Ok((token, now)) => return render(&state, &token, now, &request_id).await,
+    // Admitted, the scrape has already spent one failure of its address's
+    // budget, before the database is read: simultaneous bad scrapes cannot
+    // all pass. It is given back unless the scrape fails authentication.
+    let attempt = match peer.map(|peer| state.failed_auth.admit(peer)) {
+        None => None,
+        Some(Ok(attempt)) => Some(attempt),
+        Some(Err(throttled)) => {
+            tracing::debug!(request_id, peer = %throttled.peer, "metrics scrape throttled: too many failed authentications");
+            return problem(Refusal::Throttled(throttled.retry_after), &request_id);
+        }
+    };
+    let authenticated = authenticate(&state, headers, &request_id).await;
+    let refusal = match authenticated {
+        Ok((token, now)) => {
+            if let Some(attempt) = attempt {
+                attempt.refund();
+            }
+            return render(&state, &token, now, &request_id).await;
+        }
         Err(refusal) => refusal,
     };
-    if refusal.is_authentication_failure()
-        && let Some(peer) = peer
-    {
-        state.failed_auth.record_failure(peer);
+    match attempt {
+        Some(attempt) if !refusal.is_authentication_failure() => attempt.refund(),
+        // A failed authentication: the reserved failure stays spent.
+        Some(_) | None => {}
     }
     problem(refusal, &request_id)
 }

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod admission_race;
 mod caller_jwt;
 mod dashboards;
 mod data_folder;
