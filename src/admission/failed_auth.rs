@@ -228,7 +228,8 @@ mod tests {
 
     /// One attempt from `address` that fails authentication.
     fn fail(limiter: &FailedAuthLimiter, address: IpAddr) {
-        drop(limiter.admit(address).expect("admitted"));
+        // Not refunded: the reserved failure stays spent.
+        let _failed = limiter.admit(address).expect("admitted");
     }
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));

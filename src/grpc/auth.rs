@@ -111,8 +111,7 @@ impl Interceptor for AuthInterceptor {
                 Ok(request)
             }
             Err(rejection) => {
-                // The reserved failure stays spent.
-                drop(attempt);
+                // `attempt` is not refunded: the reserved failure stays spent.
                 Err(to_status(
                     &ServiceError::Unauthenticated(rejection),
                     &request_id,
