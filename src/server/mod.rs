@@ -23,7 +23,7 @@ use crate::config::{JwtConfig, ServerConfig, Setting, StartupError};
 use crate::domain::{Clock, SystemEntropy, TokenLifecycle};
 use crate::http_listener;
 use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
-use crate::metrics::{Metrics, OrgAuthentications};
+use crate::metrics::{Metrics, OrgAuthentications, StatementKind};
 use crate::store::SeaStore;
 
 /// The readiness service name (docs/reference.md, "Health").
@@ -86,8 +86,8 @@ async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
         .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::part("metrics", e))?);
     let statements = metrics.clone();
-    store.observe_statements(move |kind, elapsed, failed| {
-        statements.record_statement(kind, elapsed, failed);
+    store.observe_statements(move |sql, elapsed, failed| {
+        statements.record_statement(StatementKind::of(sql), elapsed, failed);
     });
     let last_use = background::spawn_last_use_writer(&store);
     let org_authentications = Arc::new(OrgAuthentications::default());

@@ -232,53 +232,16 @@ impl SeaStore {
     }
 }
 
-/// What a statement does, by its first keyword (for metrics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatementKind {
-    /// `SELECT` (and `WITH … SELECT`).
-    Select,
-    /// `INSERT`.
-    Insert,
-    /// `UPDATE`.
-    Update,
-    /// `DELETE`.
-    Delete,
-    /// Anything else (DDL, `PRAGMA`, …).
-    Other,
-}
-
-impl StatementKind {
-    /// The kind of `sql`, from its first keyword.
-    pub fn of(sql: &str) -> StatementKind {
-        let keyword = sql.split_whitespace().next().unwrap_or("");
-        if keyword.eq_ignore_ascii_case("select") || keyword.eq_ignore_ascii_case("with") {
-            StatementKind::Select
-        } else if keyword.eq_ignore_ascii_case("insert") {
-            StatementKind::Insert
-        } else if keyword.eq_ignore_ascii_case("update") {
-            StatementKind::Update
-        } else if keyword.eq_ignore_ascii_case("delete") {
-            StatementKind::Delete
-        } else {
-            StatementKind::Other
-        }
-    }
-}
-
 impl SeaStore {
-    /// Reports each statement's kind, duration (without the wait for a
+    /// Reports each statement's SQL text, duration (without the wait for a
     /// pooled connection) and failure to `observer`. Affects this store and
     /// its later clones: call it before cloning.
     pub fn observe_statements(
         &mut self,
-        observer: impl Fn(StatementKind, Duration, bool) + Send + Sync + 'static,
+        observer: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
     ) {
         self.db.set_metric_callback(move |info| {
-            observer(
-                StatementKind::of(&info.statement.sql),
-                info.elapsed,
-                info.failed,
-            );
+            observer(&info.statement.sql, info.elapsed, info.failed);
         });
     }
 
