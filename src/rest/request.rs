@@ -684,7 +684,10 @@ mod tests {
         };
         let shown = format!("{violation:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
-        assert!(shown.contains("secret"), "the field is still named: {shown}");
+        assert!(
+            shown.contains("secret"),
+            "the field is still named: {shown}"
+        );
         let error = RequestDecodeError::Fields(vec![violation]);
         let shown = format!("{error:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

@@ -174,10 +174,7 @@ impl SeaStore {
 impl TokenRepository for SeaStore {
     async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
         let txn = self.begin_write().await?;
-        let row = new_token_row(new)
-        .insert(&txn)
-        .await
-        .map_err(classify)?;
+        let row = new_token_row(new).insert(&txn).await.map_err(classify)?;
         let token = to_token(row)?;
         audit_row(token.kind.created_event(), &token, audit, None)
             .insert(&txn)
