@@ -108,7 +108,7 @@ async fn migrate(args: MigrateArgs) -> Result<(), StartupError> {
 
 fn mint_jwt(args: &MintJwtArgs) -> Result<(), StartupError> {
     let secret = match &args.jwt_hs256_secret {
-        Some(secret) => server_config::hs_secret(secret)?,
+        Some(secret) => server_config::hs_secret(secret.expose())?,
         None => {
             let (secret, _, _) = secret_file::load_or_create(&args.data_dir)
                 .map_err(|e| StartupError::setting(Setting::DataDir, e))?;

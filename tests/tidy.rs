@@ -328,10 +328,8 @@ fn rest_does_not_import_the_store() {
 }
 
 #[test]
-fn metrics_knows_neither_grpc_nor_the_store_type() {
-    let forbidden = ForbiddenPaths::new(
-        r"crate::grpc|tokend::grpc|super::super::grpc|super::grpc|tonic[A-Za-z0-9_]*|crate::store::SeaStore|tokend::store::SeaStore",
-    );
+fn metrics_knows_neither_grpc_nor_the_store() {
+    let forbidden = metrics_forbidden_paths();
     let offences: Vec<String> = files_under("src/metrics/", ".rs")
         .iter()
         .flat_map(|f| forbidden.offences(f))
@@ -339,10 +337,36 @@ fn metrics_knows_neither_grpc_nor_the_store_type() {
     report(
         "src/metrics reaches the core through the `TokenRepository` trait and \
          knows no transport: it imports neither src/grpc (the gRPC side feeds \
-         it through `Metrics::record_call`) nor tonic nor `SeaStore` (the \
-         server passes a `PoolStatusSource`).",
+         it through `Metrics::record_call`) nor tonic nor src/store (the \
+         server passes a `PoolStatusSource` and maps each statement to a \
+         `StatementKind`).",
         &offences,
     );
+}
+
+/// What src/metrics must not name: the gRPC side, tonic, and anything of
+/// the store.
+fn metrics_forbidden_paths() -> ForbiddenPaths {
+    ForbiddenPaths::new(
+        r"crate::grpc|tokend::grpc|super::super::grpc|super::grpc|tonic[A-Za-z0-9_]*|crate::store|tokend::store|super::super::store|super::store",
+    )
+}
+
+#[test]
+fn the_metrics_rule_catches_any_store_path() {
+    let forbidden = metrics_forbidden_paths();
+    for text in [
+        "use crate::store::StatementKind;\n",
+        "use crate::{domain::Token, store::StatementKind};\n",
+        "fn f(kind: crate::store::StatementKind) {}\n",
+        "use tokend::store::SeaStore;\n",
+    ] {
+        let file = SourceFile {
+            rel: "src/metrics/mod.rs".to_owned(),
+            text: text.to_owned(),
+        };
+        assert_eq!(forbidden.offences(&file).len(), 1, "not caught: {text}");
+    }
 }
 
 // ---------------------------------------------------------------------------

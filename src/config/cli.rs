@@ -23,6 +23,29 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// The `--jwt-hs256-secret` text as given; its Debug prints nothing, so no
+/// Debug of the command line shows the secret. Its length is checked where it
+/// becomes an [`crate::identity::HsSecret`], to name the setting in the error.
+#[derive(Clone)]
+pub struct HsSecretText(String);
+
+impl HsSecretText {
+    /// The secret as given.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HsSecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HsSecretText(..)")
+    }
+}
+
+fn hs_secret_text(value: &str) -> Result<HsSecretText, String> {
+    Ok(HsSecretText(value.to_owned()))
+}
+
 /// tokend: issues, verifies and revokes API tokens over gRPC.
 #[derive(Debug, Parser)]
 #[command(
@@ -109,8 +132,8 @@ impl DatabaseArgs {
 pub struct JwtArgs {
     /// HS256 secret for caller JWTs (HS384/HS512 accepted too). Default: a
     /// random secret kept in `<data_dir>/jwt-hs256.secret`, made on first run.
-    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true, value_parser = hs_secret_text)]
+    pub jwt_hs256_secret: Option<HsSecretText>,
     /// JWKS JSON file of public keys (RS*, PS*, ES256, ES384, EdDSA), by `kid`.
     #[arg(long = Setting::JwtJwksFile.long(), env = Setting::JwtJwksFile.env())]
     pub jwt_jwks_file: Option<PathBuf>,
@@ -229,9 +252,41 @@ pub struct MintJwtArgs {
     #[arg(long = Setting::Audience.long())]
     pub audience: Option<String>,
     /// HS256 secret; default: the zero-config file in the data folder.
-    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    #[arg(long = Setting::JwtHs256Secret.long(), env = Setting::JwtHs256Secret.env(), hide_env_values = true, value_parser = hs_secret_text)]
+    pub jwt_hs256_secret: Option<HsSecretText>,
     /// Folder holding the zero-config secret.
     #[arg(long = Setting::DataDir.long(), env = Setting::DataDir.env(), default_value = "./data")]
     pub data_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    const SECRET: &str = "hs256-secret-that-must-never-be-printed";
+
+    #[test]
+    fn debug_of_the_command_line_never_shows_the_hs_secret() {
+        for argv in [
+            vec!["tokend", "--jwt-hs256-secret", SECRET],
+            vec!["tokend", "serve", "--jwt-hs256-secret", SECRET],
+            vec![
+                "tokend",
+                "mint-jwt",
+                "--org",
+                "o",
+                "--sub",
+                "s",
+                "--jwt-hs256-secret",
+                SECRET,
+            ],
+        ] {
+            let cli = Cli::try_parse_from(&argv).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains(SECRET), "{argv:?}: {shown}");
+            assert!(shown.contains("jwt_hs256_secret"), "{shown}");
+        }
+    }
 }

@@ -170,7 +170,7 @@ fn jwt_config(jwt: &JwtArgs, database: &DatabaseArgs) -> Result<JwtConfig, Start
         None => None,
     };
     let hs_secret = match (&jwt.jwt_hs256_secret, &key_ring) {
-        (Some(secret), _) => Some(hs_secret(secret)?),
+        (Some(secret), _) => Some(hs_secret(secret.expose())?),
         (None, Some(_)) => None,
         (None, None) => Some(zero_config_secret(database)?),
     };

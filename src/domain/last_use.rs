@@ -110,6 +110,11 @@ impl LastUseRecorder {
     pub fn stats(&self) -> &LastUseStats {
         &self.stats
     }
+
+    /// The counts, shared: they go on counting after this recorder is gone.
+    pub fn shared_stats(&self) -> Arc<LastUseStats> {
+        self.stats.clone()
+    }
 }
 
 impl LastUseWriter {

@@ -25,7 +25,9 @@ use crate::domain::error::TokenRejection;
 use crate::domain::lifecycle::AuthenticationObserver;
 use crate::domain::token::{TokenCounts, TokenState};
 use crate::domain::{ServiceError, Token, TokenKind};
-use crate::store::StatementKind;
+
+mod statement_kind;
+pub use statement_kind::StatementKind;
 
 /// The `method` label of a call to anything the server does not serve.
 pub const UNKNOWN_METHOD: &str = "unknown";

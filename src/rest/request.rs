@@ -12,7 +12,7 @@
 //! bad field is reported, each once: path variables first, then query
 //! parameters in their order, then body members (in name order, as the JSON
 //! object is read into a sorted map); the message says what is expected and
-//! never quotes the value (it may be a secret: see [`FieldViolation`]).
+//! never quotes the value (it may be a secret: see [`DecodeViolation`]).
 
 use std::borrow::Cow;
 
@@ -35,9 +35,10 @@ pub enum ValueSource {
     Body,
 }
 
-/// One bad value of a request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FieldViolation {
+/// One bad value of a request. Its Debug leaves out `received`, which may be
+/// a secret.
+#[derive(Clone, PartialEq)]
+pub struct DecodeViolation {
     /// The field's proto name (snake_case, as `FieldError.location`), or the
     /// name as received when it names no field.
     pub field: String,
@@ -49,6 +50,16 @@ pub struct FieldViolation {
     /// may be a secret (`AuthenticateTokenRequest.secret`): whoever shows it
     /// to a client blanks those, as `FieldError.value` requires.
     pub received: Value,
+}
+
+impl std::fmt::Debug for DecodeViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeViolation")
+            .field("field", &self.field)
+            .field("source", &self.source)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a request does not decode into its message.
@@ -66,7 +77,7 @@ pub enum RequestDecodeError {
     BodyNotAllowed,
     /// One or more bad fields.
     #[error("{} request field(s) are not valid", .0.len())]
-    Fields(Vec<FieldViolation>),
+    Fields(Vec<DecodeViolation>),
     /// The message type asked for is not the route's (a programming error).
     #[error(transparent)]
     Typed(#[from] JsonError),
@@ -109,7 +120,7 @@ struct Placement<'r> {
     route: &'r Route,
     seen: usize,
     members: Vec<Member>,
-    violations: Vec<(usize, FieldViolation)>,
+    violations: Vec<(usize, DecodeViolation)>,
 }
 
 impl Placement<'_> {
@@ -122,7 +133,7 @@ impl Placement<'_> {
         let order = self.next_order();
         self.violations.push((
             order,
-            FieldViolation {
+            DecodeViolation {
                 field: field.to_owned(),
                 source,
                 message,
@@ -330,7 +341,7 @@ fn decode(
 fn read_members(
     input: &MessageDescriptor,
     members: Vec<Member>,
-    mut violations: Vec<(usize, FieldViolation)>,
+    mut violations: Vec<(usize, DecodeViolation)>,
 ) -> Result<DynamicMessage, RequestDecodeError> {
     let mut message = DynamicMessage::new(input.clone());
     for member in members {
@@ -345,7 +356,7 @@ fn read_members(
             }
             Err(_) => violations.push((
                 member.order,
-                FieldViolation {
+                DecodeViolation {
                     field: member.field.name().to_owned(),
                     source: member.source,
                     message: expectation(&member.field),
@@ -660,5 +671,25 @@ mod tests {
             error,
             RequestDecodeError::Typed(JsonError::WrongMessage { .. })
         ));
+    }
+
+    #[test]
+    fn debug_of_a_violation_never_shows_the_received_value() {
+        let secret = "tk_live_0123456789abcdefSECRET";
+        let violation = DecodeViolation {
+            field: "secret".to_owned(),
+            source: ValueSource::Body,
+            message: "must be a string".to_owned(),
+            received: json!(secret),
+        };
+        let shown = format!("{violation:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("secret"),
+            "the field is still named: {shown}"
+        );
+        let error = RequestDecodeError::Fields(vec![violation]);
+        let shown = format!("{error:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
     }
 }

@@ -20,10 +20,11 @@ use tonic_health::server::HealthReporter;
 
 use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
 use crate::config::{JwtConfig, ServerConfig, Setting, StartupError};
+use crate::domain::last_use::LastUseStats;
 use crate::domain::{Clock, SystemEntropy, TokenLifecycle};
 use crate::http_listener;
 use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
-use crate::metrics::{Metrics, OrgAuthentications};
+use crate::metrics::{Metrics, OrgAuthentications, StatementKind};
 use crate::store::SeaStore;
 
 /// The readiness service name (docs/reference.md, "Health").
@@ -40,6 +41,7 @@ pub struct ServerHandle {
     pub http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    last_use: Arc<LastUseStats>,
 }
 
 impl ServerHandle {
@@ -47,6 +49,12 @@ impl ServerHandle {
     /// accepting, in-flight calls get the grace period.
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// What happened to the recording of token uses so far (the writer
+    /// works in the background: tests wait on these counts).
+    pub fn last_use_stats(&self) -> &LastUseStats {
+        &self.last_use
     }
 
     /// Waits until the server has stopped (after [`Self::begin_shutdown`]).
@@ -78,6 +86,7 @@ struct Core {
     lifecycle: Arc<TokenLifecycle<SeaStore>>,
     metrics: Arc<Metrics>,
     org_authentications: Arc<OrgAuthentications>,
+    last_use: Arc<LastUseStats>,
 }
 
 async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
@@ -86,10 +95,11 @@ async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
         .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::part("metrics", e))?);
     let statements = metrics.clone();
-    store.observe_statements(move |kind, elapsed, failed| {
-        statements.record_statement(kind, elapsed, failed);
+    store.observe_statements(move |sql, elapsed, failed| {
+        statements.record_statement(StatementKind::of(sql), elapsed, failed);
     });
     let last_use = background::spawn_last_use_writer(&store);
+    let last_use_stats = last_use.shared_stats();
     let org_authentications = Arc::new(OrgAuthentications::default());
     let lifecycle = Arc::new(
         TokenLifecycle::new(store.clone(), last_use, Arc::new(SystemEntropy))
@@ -100,6 +110,7 @@ async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
         lifecycle,
         metrics,
         org_authentications,
+        last_use: last_use_stats,
     })
 }
 
@@ -170,6 +181,7 @@ pub async fn start(
     let grpc_addr = local_addr(&grpc_listener, Setting::GrpcAddr)?;
     let http_addr = local_addr(&http_listener, Setting::HttpAddr)?;
     let core = core(&config).await?;
+    let last_use = core.last_use.clone();
     let signals = shutdown::Signals::new();
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, LIVENESS_SERVICE, true).await;
@@ -217,5 +229,6 @@ pub async fn start(
         http_addr,
         shutdown,
         task,
+        last_use,
     })
 }

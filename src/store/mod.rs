@@ -60,14 +60,7 @@ impl SeaStore {
     /// would create it with the umask's mode (usually world-readable); its
     /// `-wal` and `-shm` files then take the same mode.
     pub async fn connect_lazy(settings: &DatabaseSettings) -> Result<SeaStore, StoreError> {
-        if let Some(path) = sqlite_file(&settings.url) {
-            crate::data_dir::create_private_file(&path).map_err(|error| {
-                StoreError::Other(Box::new(std::io::Error::new(
-                    error.kind(),
-                    format!("cannot create the SQLite file {}: {error}", path.display()),
-                )))
-            })?;
-        }
+        create_private_sqlite_file(&settings.url)?;
         let mut options = ConnectOptions::new(settings.url.clone());
         options
             .max_connections(settings.max_connections)
@@ -86,12 +79,7 @@ impl SeaStore {
         }
         let busy_timeout = settings.statement_timeout;
         options.map_sqlx_sqlite_opts(move |sqlite| {
-            sqlite
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(busy_timeout)
-                .foreign_keys(true)
+            sqlite_options(sqlite, busy_timeout).synchronous(SqliteSynchronous::Normal)
         });
         let db = Database::connect(options).await.map_err(classify)?;
         Ok(SeaStore { db })
@@ -159,6 +147,34 @@ impl SeaStore {
 
 /// The file an SQLite URL opens, read the way sqlx reads it; `None` for an
 /// in-memory database and for other URLs.
+/// Makes the SQLite file of `url` (if it names one) with mode 0600 before
+/// SQLite opens it, so the database and its `-wal`/`-shm` files are private.
+pub(crate) fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let Some(path) = sqlite_file(url) else {
+        return Ok(());
+    };
+    crate::data_dir::create_private_file(&path).map_err(|error| {
+        StoreError::Other(Box::new(std::io::Error::new(
+            error.kind(),
+            format!("cannot create the SQLite file {}: {error}", path.display()),
+        )))
+    })
+}
+
+/// The SQLite options every connection of tokend has: WAL, foreign keys,
+/// and a wait of `busy_timeout` for the write lock. Each caller picks its
+/// own `synchronous` level.
+pub(crate) fn sqlite_options(
+    sqlite: SqliteConnectOptions,
+    busy_timeout: Duration,
+) -> SqliteConnectOptions {
+    sqlite
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true)
+}
+
 fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -232,53 +248,16 @@ impl SeaStore {
     }
 }
 
-/// What a statement does, by its first keyword (for metrics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatementKind {
-    /// `SELECT` (and `WITH … SELECT`).
-    Select,
-    /// `INSERT`.
-    Insert,
-    /// `UPDATE`.
-    Update,
-    /// `DELETE`.
-    Delete,
-    /// Anything else (DDL, `PRAGMA`, …).
-    Other,
-}
-
-impl StatementKind {
-    /// The kind of `sql`, from its first keyword.
-    pub fn of(sql: &str) -> StatementKind {
-        let keyword = sql.split_whitespace().next().unwrap_or("");
-        if keyword.eq_ignore_ascii_case("select") || keyword.eq_ignore_ascii_case("with") {
-            StatementKind::Select
-        } else if keyword.eq_ignore_ascii_case("insert") {
-            StatementKind::Insert
-        } else if keyword.eq_ignore_ascii_case("update") {
-            StatementKind::Update
-        } else if keyword.eq_ignore_ascii_case("delete") {
-            StatementKind::Delete
-        } else {
-            StatementKind::Other
-        }
-    }
-}
-
 impl SeaStore {
-    /// Reports each statement's kind, duration (without the wait for a
+    /// Reports each statement's SQL text, duration (without the wait for a
     /// pooled connection) and failure to `observer`. Affects this store and
     /// its later clones: call it before cloning.
     pub fn observe_statements(
         &mut self,
-        observer: impl Fn(StatementKind, Duration, bool) + Send + Sync + 'static,
+        observer: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
     ) {
         self.db.set_metric_callback(move |info| {
-            observer(
-                StatementKind::of(&info.statement.sql),
-                info.elapsed,
-                info.failed,
-            );
+            observer(&info.statement.sql, info.elapsed, info.failed);
         });
     }
 

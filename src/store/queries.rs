@@ -65,6 +65,29 @@ fn to_audit_event(row: audit_event::Model) -> Result<AuditEvent, StoreError> {
 }
 
 /// The event row for `event_type` on `token`.
+/// The row of a token just made: never used, not revoked.
+pub(crate) fn new_token_row(new: NewToken) -> token::ActiveModel {
+    token::ActiveModel {
+        id: ActiveValue::NotSet,
+        token_id: ActiveValue::Set(new.token_id.to_string()),
+        kind: ActiveValue::Set(new.kind.as_str().to_owned()),
+        org_id: ActiveValue::Set(new.org_id),
+        name: ActiveValue::Set(new.name),
+        owner_user_id: ActiveValue::Set(new.owner_user_id),
+        service_account_slug: ActiveValue::Set(new.service_account_slug),
+        workspace_id: ActiveValue::Set(new.workspace_id),
+        scopes: ActiveValue::Set(new.scopes.join(" ")),
+        secret_hash: ActiveValue::Set(new.secret_hash.as_bytes().to_vec()),
+        created_at: ActiveValue::Set(new.created_at),
+        expires_at: ActiveValue::Set(new.expires_at),
+        revoked_at: ActiveValue::Set(None),
+        last_used_at: ActiveValue::Set(None),
+        created_by: ActiveValue::Set(new.created_by),
+        revoked_by: ActiveValue::Set(None),
+        revoke_reason: ActiveValue::Set(None),
+    }
+}
+
 fn audit_row(
     event_type: AuditEventType,
     token: &Token,
@@ -151,28 +174,7 @@ impl SeaStore {
 impl TokenRepository for SeaStore {
     async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
         let txn = self.begin_write().await?;
-        let row = token::ActiveModel {
-            id: ActiveValue::NotSet,
-            token_id: ActiveValue::Set(new.token_id.to_string()),
-            kind: ActiveValue::Set(new.kind.as_str().to_owned()),
-            org_id: ActiveValue::Set(new.org_id),
-            name: ActiveValue::Set(new.name),
-            owner_user_id: ActiveValue::Set(new.owner_user_id),
-            service_account_slug: ActiveValue::Set(new.service_account_slug),
-            workspace_id: ActiveValue::Set(new.workspace_id),
-            scopes: ActiveValue::Set(new.scopes.join(" ")),
-            secret_hash: ActiveValue::Set(new.secret_hash.as_bytes().to_vec()),
-            created_at: ActiveValue::Set(new.created_at),
-            expires_at: ActiveValue::Set(new.expires_at),
-            revoked_at: ActiveValue::Set(None),
-            last_used_at: ActiveValue::Set(None),
-            created_by: ActiveValue::Set(new.created_by),
-            revoked_by: ActiveValue::Set(None),
-            revoke_reason: ActiveValue::Set(None),
-        }
-        .insert(&txn)
-        .await
-        .map_err(classify)?;
+        let row = new_token_row(new).insert(&txn).await.map_err(classify)?;
         let token = to_token(row)?;
         audit_row(token.kind.created_event(), &token, audit, None)
             .insert(&txn)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::SqliteSynchronous;
 use sea_orm::{
     ActiveValue, ConnectOptions, ConnectionTrait, Database, DbBackend, EntityTrait, QueryTrait,
     TransactionTrait,
@@ -19,7 +19,8 @@ use sea_orm::{
 use crate::domain::repository::StoreError;
 use crate::domain::token::{NewToken, Revocation};
 use crate::store::entity::token;
-use crate::store::{SeaStore, classify};
+use crate::store::queries::new_token_row;
+use crate::store::{SeaStore, classify, create_private_sqlite_file, sqlite_options};
 
 /// Rows per `INSERT`: 17 bound values each, well under SQLite's 32 766 and
 /// PostgreSQL's 65 535 bind parameters per statement.
@@ -55,6 +56,7 @@ impl SeaStore {
     /// and, on SQLite, a 1 GiB page cache. Only the load is meant to use it;
     /// a server's own pool (`connect_lazy`) is unaffected.
     pub async fn connect_for_seeding(url: &str) -> Result<SeaStore, StoreError> {
+        create_private_sqlite_file(url)?;
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(1)
@@ -63,12 +65,8 @@ impl SeaStore {
             .sqlx_logging(false)
             .set_application_name("tokend-seed");
         options.map_sqlx_sqlite_opts(|sqlite| {
-            sqlite
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
+            sqlite_options(sqlite, SEED_BUSY_TIMEOUT)
                 .synchronous(SqliteSynchronous::Off)
-                .busy_timeout(SEED_BUSY_TIMEOUT)
-                .foreign_keys(true)
                 .pragma("cache_size", "-1048576")
         });
         options
@@ -124,26 +122,15 @@ impl SeaStore {
     }
 }
 
+/// The row `create_token` would insert, with `history` on top.
 fn seed_row(new: NewToken, history: &SeedHistory) -> token::ActiveModel {
     let revoked = history.revoked.as_ref();
     token::ActiveModel {
-        id: ActiveValue::NotSet,
-        token_id: ActiveValue::Set(new.token_id.to_string()),
-        kind: ActiveValue::Set(new.kind.as_str().to_owned()),
-        org_id: ActiveValue::Set(new.org_id),
-        name: ActiveValue::Set(new.name),
-        owner_user_id: ActiveValue::Set(new.owner_user_id),
-        service_account_slug: ActiveValue::Set(new.service_account_slug),
-        workspace_id: ActiveValue::Set(new.workspace_id),
-        scopes: ActiveValue::Set(new.scopes.join(" ")),
-        secret_hash: ActiveValue::Set(new.secret_hash.as_bytes().to_vec()),
-        created_at: ActiveValue::Set(new.created_at),
-        expires_at: ActiveValue::Set(new.expires_at),
         revoked_at: ActiveValue::Set(revoked.map(|r| r.revoked_at)),
         last_used_at: ActiveValue::Set(history.last_used_at),
-        created_by: ActiveValue::Set(new.created_by),
         revoked_by: ActiveValue::Set(revoked.map(|r| r.revocation.revoked_by.clone())),
         revoke_reason: ActiveValue::Set(revoked.and_then(|r| r.revocation.reason.clone())),
+        ..new_token_row(new)
     }
 }
 
@@ -173,4 +160,24 @@ async fn insert_returning_ids<C: ConnectionTrait>(
                 .ok_or_else(|| StoreError::Other("a seeded row returned no id".into()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The seeding connection makes the SQLite file as private as the
+    /// server's pool does: 0600 before SQLite opens it.
+    #[tokio::test]
+    async fn a_seeded_sqlite_file_is_private() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("seed.db");
+        let store = SeaStore::connect_for_seeding(&format!("sqlite://{}", path.display())).await?;
+        store.migrate().await?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        Ok(())
+    }
 }

@@ -6,68 +6,29 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
+use tonic::transport::Channel;
 
 use tokend::grpc::proto::ListTokensRequest;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
 
 use crate::support::{
-    TestResult, authed, expect_error, mint_from_data_dir, scrape_request, wait_for_status,
+    TestResult, authed, expect_error, listening_addrs, mint_from_data_dir, ready_channel,
+    scrape_request, serve_command, tokend_command,
 };
 
 const SECRET_FILE: &str = "jwt-hs256.secret";
 
-/// The binary with `args`, its settings from nothing but those flags, under
-/// umask 022 (the common default, which lets others read what is created
-/// without an explicit mode), so that the modes seen are tokend's choice.
-fn tokend(args: &[&str], dir: &Path) -> Command {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"umask 022 && exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_tokend"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir);
-    for setting in [
-        "DATABASE_URL",
-        "TOKEND_DATA_DIR",
-        "TOKEND_JWT_HS256_SECRET",
-        "TOKEND_JWT_JWKS_FILE",
-        "TOKEND_JWT_ISSUER",
-        "TOKEND_JWT_AUDIENCE",
-    ] {
-        command.env_remove(setting);
-    }
-    command.stdin(Stdio::null()).kill_on_drop(true);
-    command
-}
-
+/// `serve` with JSON logs at `info` on stderr, for [`listening_addrs`].
 fn serve(dir: &Path) -> Command {
-    let mut command = tokend(
-        &[
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--health-check-interval",
-            "100ms",
-        ],
-        dir,
-    );
+    let mut command = serve_command(dir);
     command
+        .args(["--health-check-interval", "100ms"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -75,7 +36,7 @@ fn serve(dir: &Path) -> Command {
 }
 
 fn mint_jwt(dir: &Path, sub: &str) -> Command {
-    let mut command = tokend(
+    let mut command = tokend_command(
         &["mint-jwt", "--org", "acme", "--sub", sub, "--role", "admin"],
         dir,
     );
@@ -84,42 +45,12 @@ fn mint_jwt(dir: &Path, sub: &str) -> Command {
 }
 
 /// The gRPC address a `serve` child logs once it listens, or its whole
-/// stderr if it exits first.
+/// log if it exits first.
 async fn listening_addr(child: &mut Child) -> Result<SocketAddr, String> {
-    let stderr = child.stderr.take().ok_or("stderr is not piped")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if value["message"] == "tokend listening" {
-                return value["grpc_addr"].as_str().and_then(|a| a.parse().ok());
-            }
-            seen.push(line);
-        }
-        None
-    })
-    .await;
-    // Keep draining, so that the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    match found {
-        Ok(Some(addr)) => Ok(addr),
-        _ => Err(seen.join("\n")),
-    }
-}
-
-async fn ready_channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    wait_for_status(
-        &channel,
-        "tokend.v1.TokenService",
-        ServingStatus::Serving,
-        Duration::from_secs(30),
-    )
-    .await;
-    Ok(channel)
+    listening_addrs(child)
+        .await
+        .map(|(grpc_addr, _, _)| grpc_addr)
+        .map_err(|log| log.join("\n"))
 }
 
 /// An HS256 JWT with `claims`, signed with `key` (which may be empty: what
@@ -214,7 +145,7 @@ async fn racing_first_starts_share_one_secret_and_never_use_an_empty_key() -> Te
         }
         let forged = hs256(b"", &admin_claims());
         for addr in addrs {
-            let channel = ready_channel(addr).await?;
+            let channel = ready_channel(addr).await;
             let details = expect_error(
                 list(&channel, &forged).await,
                 Code::Unauthenticated,
@@ -321,7 +252,7 @@ async fn the_data_folder_and_every_file_in_it_are_private() -> TestResult {
     let dir = root.path().join("serve");
     let mut server = serve(&dir).spawn()?;
     let addr = listening_addr(&mut server).await?;
-    let channel = ready_channel(addr).await?;
+    let channel = ready_channel(addr).await;
     let admin = mint_from_data_dir(&dir, "acme", "admin-user", &["admin"], &[]);
     TokenServiceClient::new(channel.clone())
         .create_token(authed(scrape_request("private"), &admin))
@@ -339,7 +270,7 @@ async fn the_data_folder_and_every_file_in_it_are_private() -> TestResult {
 
     // migrate, in a folder two levels below one that exists.
     let dir = root.path().join("migrate/data");
-    let output = tokend(&["migrate"], &dir).output().await?;
+    let output = tokend_command(&["migrate"], &dir).output().await?;
     assert!(
         output.status.success(),
         "{}",

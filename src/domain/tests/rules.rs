@@ -675,32 +675,3 @@ async fn token_counts_are_by_kind_and_state() {
             .contains(&(TokenKind::Scrape, TokenState::Expired, 1))
     );
 }
-
-/// Concurrent revokes of one token: exactly one of them revokes it and
-/// writes the event; the others answer with the same revoke time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_revokes_revoke_once() {
-    let fx = Arc::new(Fixture::new());
-    let who = admin(ACME);
-    let (token, _) = fx.made(&who, TokenKind::ServiceAccount, "raced").await;
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (fx, who, input) = (fx.clone(), who.clone(), revoke_input(&token, ""));
-        tasks.push(tokio::spawn(async move { fx.revoke(&who, input).await }));
-    }
-    let mut newly = 0;
-    for task in tasks {
-        let revoked = match task.await {
-            Ok(result) => ok(result),
-            Err(error) => panic!("{error}"),
-        };
-        newly += usize::from(revoked.newly_revoked);
-        assert_eq!(revoked.token.revoked_at, Some(start_time()));
-    }
-    assert_eq!(newly, 1);
-    let events = fx.all_events(ACME).await;
-    assert_eq!(
-        events_of(&events, AuditEventType::ServiceAccountTokenRevoked),
-        1
-    );
-}

@@ -120,6 +120,22 @@ impl TestServer {
         mint(org, sub, roles, permissions, now, now + 3600)
     }
 
+    /// Waits (bounded) until at least `count` writes of a token's last use
+    /// have failed in all, so a test sees the writer's work rather than its
+    /// not having run yet.
+    pub async fn wait_for_failed_last_use_writes(&self, count: u64) {
+        let stats = self.handle.as_ref().expect("running").last_use_stats();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.failed() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {count} last-use writes failed after 20 s",
+                stats.failed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn admin(&self, org: &str) -> String {
         self.jwt(org, "admin-user", &["admin"], &[])
     }
