@@ -502,15 +502,24 @@ fn run(data: &[u8]) {
             let Ok(r) = proto::AuthenticateTokenRequest::decode(body) else {
                 return;
             };
+            let scopes = request::parse_required_scopes(r.required_scopes.clone());
             let parsed = request::parse_presented_secret(&r.secret, AcceptedFamilies::Any);
-            let result = block_on(core.authenticate_token(&admin(), now(), &r.secret));
-            match (&parsed, &result) {
+            let input = request::AuthenticateInput {
+                secret: r.secret.clone(),
+                required_scopes: r.required_scopes.clone(),
+            };
+            let result = block_on(core.authenticate_token(&admin(), now(), input));
+            match (&scopes, &parsed, &result) {
+                (Err(fields), _, Err(ServiceError::InvalidArgument(got))) => {
+                    assert_eq!(fields, got)
+                }
                 (
+                    Ok(_),
                     Ok(_),
                     Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Unknown)),
                 ) => {}
-                (Err(why), Err(ServiceError::TokenRejected(got))) => assert_eq!(why, got),
-                (p, r) => panic!("parse {p:?} but authenticate {r:?}"),
+                (Ok(_), Err(why), Err(ServiceError::TokenRejected(got))) => assert_eq!(why, got),
+                (s, p, r) => panic!("parse {s:?} {p:?} but authenticate {r:?}"),
             }
             check_outcome(stub, result);
         }

@@ -140,6 +140,7 @@ impl Metrics {
             Err(ServiceError::TokenRejected(TokenRejection::Expired)) => "expired",
             Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => "unknown",
             Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => "malformed",
+            Err(ServiceError::ScopeMissing { .. }) => "scope_missing",
             Err(_) => "error",
         };
         self.authentications.with_label_values(&[label]).inc();

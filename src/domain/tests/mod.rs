@@ -10,6 +10,7 @@
 
 mod permissions;
 mod rules;
+mod scopes;
 mod validation;
 
 use std::collections::BTreeSet;
@@ -29,7 +30,8 @@ pub(super) use crate::domain::memory::{MemoryRepository, RepositoryCall};
 pub(super) use crate::domain::pagination::Page;
 pub(super) use crate::domain::repository::StoreError;
 pub(super) use crate::domain::request::{
-    AcceptedFamilies, CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput,
+    AcceptedFamilies, AuthenticateInput, CreateTokenInput, ListAuditEventsInput, ListTokensInput,
+    RevokeInput,
 };
 pub(super) use crate::domain::secret::TokenSecret;
 pub(super) use crate::domain::token::Token;

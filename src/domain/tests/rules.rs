@@ -157,8 +157,11 @@ async fn expiry_follows_the_clock_and_revocation_wins() {
     input.expire_time = Some(TimestampInput::Valid(start_time() + TimeDelta::seconds(10)));
     let (token, secret) = ok(fx.create(&who, input).await);
     let authenticate = || {
-        fx.core
-            .authenticate_token(&introspector, fx.now(), secret.expose())
+        fx.core.authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
     };
     ok(authenticate().await);
     fx.clock.advance(TimeDelta::seconds(9));
@@ -215,7 +218,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
 
     let first = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(first.last_used_at, Some(start_time()));
     settle(&fx, 1, touches).await;
@@ -224,7 +231,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     fx.clock.advance(TimeDelta::seconds(59));
     let within = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(
         within.last_used_at,
@@ -234,7 +245,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     fx.clock.advance(TimeDelta::seconds(1));
     let at_the_minute = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(
         at_the_minute.last_used_at,
@@ -248,7 +263,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     let later = fx.now();
     let after = ok(fx
         .core
-        .authenticate_token(&introspector, later, secret.expose())
+        .authenticate_token(
+            &introspector,
+            later,
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(after.last_used_at, Some(later));
     settle(&fx, 2, touches).await;
@@ -414,7 +433,7 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
     let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
     match fx
         .core
-        .authenticate_token(&admin(ACME), fx.now(), "hunter2")
+        .authenticate_token(&admin(ACME), fx.now(), AuthenticateInput::secret("hunter2"))
         .await
     {
         Err(ServiceError::PermissionDenied { permission }) => {
@@ -424,7 +443,11 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
     }
     let malformed = fx
         .core
-        .authenticate_token(&introspector, fx.now(), "hunter2")
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret("hunter2"),
+        )
         .await;
     assert!(matches!(
         expect_rejection(malformed),
@@ -435,7 +458,11 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
         ok(TokenSecret::generate(TokenKind::Scrape).map_err(|e| ServiceError::Internal(e.into())));
     let refused = fx
         .core
-        .authenticate_token(&introspector, fx.now(), unknown.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(unknown.expose()),
+        )
         .await;
     assert_eq!(expect_rejection(refused), TokenRejection::Unknown);
     assert_eq!(fx.repository.calls(), [RepositoryCall::FindByHash]);
@@ -619,7 +646,11 @@ async fn storage_failures_are_classified() {
         .fail_next_with(StoreError::Unavailable("down".into()));
     let authenticated = fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await;
     assert!(
         matches!(authenticated, Err(ServiceError::Unavailable { .. })),

@@ -12,6 +12,7 @@ enum Call {
     List(ListTokensInput),
     Revoke(RevokeInput),
     Audit(ListAuditEventsInput),
+    Authenticate(AuthenticateInput),
 }
 
 /// CreateToken of a valid `kind` input, then changed by `change`.
@@ -32,6 +33,14 @@ fn named(name: &str) -> Call {
 fn scopes(scopes: &[&str]) -> Call {
     let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     create(TokenKind::Scrape, |input| input.scopes = scopes)
+}
+
+/// AuthenticateToken (of a secret that matches nothing) requiring `scopes`.
+fn requiring(scopes: &[&str]) -> Call {
+    Call::Authenticate(AuthenticateInput {
+        secret: "tkd_pat_unknown".to_owned(),
+        required_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+    })
 }
 
 fn expiring(at: TimestampInput) -> Call {
@@ -97,6 +106,13 @@ async fn locations_of(fx: &Fixture, call: Call) -> Vec<String> {
         Call::List(input) => fx.core.list_tokens(&who, input).await.map(drop),
         Call::Revoke(input) => fx.revoke(&who, input).await.map(drop),
         Call::Audit(input) => fx.core.list_audit_events(&who, input).await.map(drop),
+        Call::Authenticate(input) => {
+            let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
+            fx.core
+                .authenticate_token(&introspector, fx.now(), input)
+                .await
+                .map(drop)
+        }
     };
     // Passed validation (no violations): a success, or a later refusal
     // such as NOT_FOUND.
@@ -249,6 +265,18 @@ cases! {
     scopes_each_bad_one_reported: scopes(&["ok", "NOT OK", ""]) => ["scopes[1]", "scopes[2]"];
     scopes_50: scopes(&["s"; 50]) => [];
     scopes_51_is_one_violation: scopes(&["S"; 51]) => ["scopes"];
+
+    // required_scopes (AuthenticateToken): as scopes.
+    required_scopes_none: requiring(&[]) => [];
+    required_scopes_every_allowed_character: requiring(&["a-z_0:9.x"]) => [];
+    required_scopes_64_chars: requiring(&[&"s".repeat(64)]) => [];
+    required_scopes_65_chars: requiring(&[&"s".repeat(65)]) => ["required_scopes[0]"];
+    required_scopes_empty_scope: requiring(&["read", ""]) => ["required_scopes[1]"];
+    required_scopes_upper_case: requiring(&["READ"]) => ["required_scopes[0]"];
+    required_scopes_bidi_override: requiring(&["read\u{202e}"]) => ["required_scopes[0]"];
+    required_scopes_each_bad_one_reported: requiring(&["ok", "NOT OK", ""]) => ["required_scopes[1]", "required_scopes[2]"];
+    required_scopes_50: requiring(&["s"; 50]) => [];
+    required_scopes_51_is_one_violation: requiring(&["S"; 51]) => ["required_scopes"];
 
     // expire_time: optional; in (1970, 10000) and in the future.
     expire_time_unset: create(TokenKind::Scrape, |i| i.expire_time = None) => [];
