@@ -406,14 +406,14 @@ fn run(data: &[u8]) {
             };
             check_kind(request.kind);
             let input = convert::list_tokens_input(request);
-            let parsed = request::parse_list(input.clone(), &admin().org_id, &page_key());
+            let parsed = request::parse_list(input.clone(), &admin().org_id, &page_key(), now());
             check_parsed(&parsed);
             if let Ok(valid) = &parsed {
                 assert!((1..=1000).contains(&valid.limit()));
                 assert!(valid.after_id().is_none_or(|id| id >= 1));
             }
             check_page_token(&input.page_token, "tokens");
-            let result = block_on(core.list_tokens(&admin(), input));
+            let result = block_on(core.list_tokens(&admin(), now(), input));
             check_agrees(&parsed, &result);
             check_outcome(stub, result);
         }

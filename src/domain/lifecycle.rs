@@ -223,14 +223,16 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             })
     }
 
-    /// ListTokens, oldest first, with keyset pagination.
+    /// ListTokens, oldest first, with keyset pagination; active and expired
+    /// are judged at `now`.
     pub async fn list_tokens(
         &self,
         caller: &Caller,
+        now: DateTime<Utc>,
         input: ListTokensInput,
     ) -> Result<Page<Token>, ServiceError> {
         let key = self.page_token_key()?;
-        let valid = request::parse_list(input, &caller.org_id, key)
+        let valid = request::parse_list(input, &caller.org_id, key, now)
             .map_err(ServiceError::InvalidArgument)?;
         let visibility = read_visibility(caller)?;
 

@@ -201,6 +201,24 @@ pub fn check_name(violations: &mut Violations, location: &str, value: &str) {
     }
 }
 
+/// Longest `owner_user_id` filter, in bytes: the longest JWT `sub` accepted.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+
+/// `owner_user_id` (a filter): what a JWT's `sub` may be, 1–256 bytes with
+/// no control or format characters.
+pub fn check_subject(violations: &mut Violations, location: &str, value: &str) {
+    if value.is_empty()
+        || value.len() > MAX_SUBJECT_BYTES
+        || value.chars().any(is_control_or_format)
+    {
+        violations.push(
+            location,
+            "must be 1–256 bytes with no control or format characters",
+            value,
+        );
+    }
+}
+
 /// `reason`: optional, at most 500 characters, no control or format
 /// characters but newline. Returns the reason to store (`None` when empty).
 pub fn check_reason(violations: &mut Violations, value: &str) -> Option<String> {

@@ -148,6 +148,7 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
             .lifecycle
             .list_tokens(
                 &context.caller,
+                self.clock.now(),
                 convert::list_tokens_input(request.into_inner()),
             )
             .await

@@ -19,8 +19,8 @@ pub use presented::{
     parse_required_scopes,
 };
 pub use read::{
-    ListAuditEventsInput, ListTokensInput, ValidAuditQuery, ValidGet, ValidList, parse_audit_query,
-    parse_get, parse_list,
+    ListAuditEventsInput, ListTokensInput, StateInput, ValidAuditQuery, ValidGet, ValidList,
+    parse_audit_query, parse_get, parse_list,
 };
 pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
 

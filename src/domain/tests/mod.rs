@@ -8,6 +8,7 @@
 //! types through the imports below, so a change of constructor or module
 //! layout is adapted here once.
 
+mod filters;
 mod permissions;
 mod rules;
 mod scopes;
@@ -31,10 +32,10 @@ pub(super) use crate::domain::pagination::Page;
 pub(super) use crate::domain::repository::StoreError;
 pub(super) use crate::domain::request::{
     AcceptedFamilies, AuthenticateInput, CreateTokenInput, ListAuditEventsInput, ListTokensInput,
-    RevokeInput,
+    RevokeInput, StateInput,
 };
 pub(super) use crate::domain::secret::TokenSecret;
-pub(super) use crate::domain::token::Token;
+pub(super) use crate::domain::token::{StateFilter, Token};
 pub(super) use crate::domain::validation::{KindInput, TimestampInput};
 
 /// The organisation most tests act in.
@@ -113,6 +114,11 @@ pub(super) fn list_all() -> ListTokensInput {
         service_account_slug: String::new(),
         workspace_id: String::new(),
         show_revoked: true,
+        state: StateInput::Unspecified,
+        owner_user_id: String::new(),
+        name_prefix: String::new(),
+        expire_before: None,
+        last_used_before: None,
         page_size: 1000,
         page_token: String::new(),
     }

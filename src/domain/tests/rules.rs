@@ -292,7 +292,7 @@ async fn another_users_personal_token_is_not_found() {
         .await;
     expect_not_found(fx.core.get_token(&alice, bobs.id).await);
     expect_not_found(fx.revoke(&alice, revoke_input(&bobs, "")).await);
-    let listed = ok(fx.core.list_tokens(&alice, list_all()).await);
+    let listed = ok(fx.core.list_tokens(&alice, fx.now(), list_all()).await);
     let ids: Vec<i64> = listed.items.iter().map(|t| t.id).collect();
     assert_eq!(ids, [own.id], "only the caller's own personal tokens");
     assert_eq!(fx.repository.audit_events().len(), 3, "no revoke event");
@@ -327,7 +327,7 @@ async fn another_organisation_gets_not_found_for_every_rpc() {
         expect_not_found(fx.revoke(&intruder, revoke_input(token, "attack")).await);
     }
     assert!(
-        ok(fx.core.list_tokens(&intruder, list_all()).await)
+        ok(fx.core.list_tokens(&intruder, fx.now(), list_all()).await)
             .items
             .is_empty()
     );
@@ -507,7 +507,7 @@ async fn pages_visit_every_token_once_in_id_order() {
                 show_revoked,
                 ..list_all()
             };
-            let page: Page<Token> = ok(fx.core.list_tokens(&who, input).await);
+            let page: Page<Token> = ok(fx.core.list_tokens(&who, fx.now(), input).await);
             pages += 1;
             seen.extend(page.items.iter().map(|t| t.id));
             match page.next_page_token {
@@ -538,6 +538,7 @@ async fn page_tokens_are_bound_to_their_listing() {
         .core
         .list_tokens(
             &who,
+            fx.now(),
             ListTokensInput {
                 page_size: 1,
                 ..list_all()
@@ -553,11 +554,14 @@ async fn page_tokens_are_bound_to_their_listing() {
         show_revoked,
         ..list_all()
     };
-    ok(fx.core.list_tokens(&who, reuse(true)).await);
+    ok(fx.core.list_tokens(&who, fx.now(), reuse(true)).await);
     fx.repository.clear_calls();
-    let other_filter = fx.core.list_tokens(&who, reuse(false)).await;
+    let other_filter = fx.core.list_tokens(&who, fx.now(), reuse(false)).await;
     assert_eq!(violations(other_filter), Ok(vec!["page_token".to_owned()]));
-    let other_org = fx.core.list_tokens(&admin(EVIL), reuse(true)).await;
+    let other_org = fx
+        .core
+        .list_tokens(&admin(EVIL), fx.now(), reuse(true))
+        .await;
     assert_eq!(violations(other_org), Ok(vec!["page_token".to_owned()]));
     let audit = ListAuditEventsInput {
         page_token: next.clone(),
@@ -572,7 +576,10 @@ async fn page_tokens_are_bound_to_their_listing() {
 #[tokio::test]
 async fn lists_wait_for_the_page_token_key() {
     let fx = Fixture::without_page_token_key();
-    let listed = fx.core.list_tokens(&admin(ACME), list_all()).await;
+    let listed = fx
+        .core
+        .list_tokens(&admin(ACME), fx.now(), list_all())
+        .await;
     assert!(
         matches!(listed, Err(ServiceError::Unavailable { .. })),
         "{listed:?}"
@@ -590,7 +597,10 @@ async fn lists_wait_for_the_page_token_key() {
         !fx.core
             .install_page_token_key(fx.repository.load_page_token_key())
     );
-    ok(fx.core.list_tokens(&admin(ACME), list_all()).await);
+    ok(fx
+        .core
+        .list_tokens(&admin(ACME), fx.now(), list_all())
+        .await);
 }
 
 /// Audit events filter by type and page by id within the organisation.

@@ -103,7 +103,7 @@ async fn locations_of(fx: &Fixture, call: Call) -> Vec<String> {
     let result = match call {
         Call::Create(input) => fx.create(&who, input).await.map(drop),
         Call::Get(id) => fx.core.get_token(&who, id).await.map(drop),
-        Call::List(input) => fx.core.list_tokens(&who, input).await.map(drop),
+        Call::List(input) => fx.core.list_tokens(&who, fx.now(), input).await.map(drop),
         Call::Revoke(input) => fx.revoke(&who, input).await.map(drop),
         Call::Audit(input) => fx.core.list_audit_events(&who, input).await.map(drop),
         Call::Authenticate(input) => {
@@ -184,6 +184,40 @@ cases! {
     list_workspace_filter_with_its_kind: list(|i| { i.workspace_id = WORKSPACE.into(); i.kind = KindInput::Known(TokenKind::WorkspaceApiKey); }) => [];
     list_workspace_filter_with_another_kind: list(|i| { i.workspace_id = WORKSPACE.into(); i.kind = KindInput::Known(TokenKind::Scrape); }) => ["workspace_id"];
     list_workspace_filter_malformed: list(|i| i.workspace_id = "g-ABCDEF0123".into()) => ["workspace_id"];
+
+    // state (ListTokens): unspecified or one of the states; show_revoked
+    // means ANY and goes with no other state.
+    list_state_unspecified: list(|i| i.state = StateInput::Unspecified) => [];
+    list_state_active: list(|i| { i.show_revoked = false; i.state = StateInput::Known(StateFilter::Active); }) => [];
+    list_state_revoked: list(|i| { i.show_revoked = false; i.state = StateInput::Known(StateFilter::Revoked); }) => [];
+    list_state_any_with_show_revoked: list(|i| i.state = StateInput::Known(StateFilter::Any)) => [];
+    list_state_expired_with_show_revoked: list(|i| i.state = StateInput::Known(StateFilter::Expired)) => ["show_revoked"];
+    list_state_unknown: list(|i| i.state = StateInput::Unknown(9)) => ["state"];
+
+    // owner_user_id (ListTokens): optional; a JWT `sub`, 1–256 bytes, no Cc or Cf.
+    list_owner_filter: list(|i| i.owner_user_id = "alice@example.com".into()) => [];
+    list_owner_filter_256_bytes: list(|i| i.owner_user_id = "o".repeat(256)) => [];
+    list_owner_filter_257_bytes: list(|i| i.owner_user_id = "o".repeat(257)) => ["owner_user_id"];
+    list_owner_filter_control: list(|i| i.owner_user_id = "al\u{7}ice".into()) => ["owner_user_id"];
+    list_owner_filter_bidi_override: list(|i| i.owner_user_id = "alice\u{202e}".into()) => ["owner_user_id"];
+
+    // name_prefix (ListTokens): optional; as a name, 1–100 characters, no Cc or Cf.
+    list_name_prefix: list(|i| i.name_prefix = "graf%_".into()) => [];
+    list_name_prefix_100_chars: list(|i| i.name_prefix = "n".repeat(100)) => [];
+    list_name_prefix_101_chars: list(|i| i.name_prefix = "n".repeat(101)) => ["name_prefix"];
+    list_name_prefix_zero_width: list(|i| i.name_prefix = "ad\u{200b}".into()) => ["name_prefix"];
+
+    // expire_before, last_used_before (ListTokens): optional; in (1970, 10000),
+    // past or future.
+    list_expire_before_past: list(|i| i.expire_before = Some(in_future(TimeDelta::days(-1)))) => [];
+    list_expire_before_future: list(|i| i.expire_before = Some(in_future(TimeDelta::days(1)))) => [];
+    list_expire_before_epoch: list(|i| i.expire_before = Some(TimestampInput::Valid(DateTime::UNIX_EPOCH))) => ["expire_before"];
+    list_expire_before_year_10000: list(|i| i.expire_before = Some(year_10000())) => ["expire_before"];
+    list_expire_before_out_of_range: list(|i| i.expire_before = Some(TimestampInput::OutOfRange)) => ["expire_before"];
+    list_last_used_before_past: list(|i| i.last_used_before = Some(in_future(TimeDelta::days(-1)))) => [];
+    list_last_used_before_epoch: list(|i| i.last_used_before = Some(TimestampInput::Valid(DateTime::UNIX_EPOCH))) => ["last_used_before"];
+    list_last_used_before_year_10000: list(|i| i.last_used_before = Some(year_10000())) => ["last_used_before"];
+    list_last_used_before_out_of_range: list(|i| i.last_used_before = Some(TimestampInput::OutOfRange)) => ["last_used_before"];
 
     // id: ≥ 1.
     get_id_one: Call::Get(1) => [];
