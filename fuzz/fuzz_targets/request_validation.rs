@@ -406,14 +406,14 @@ fn run(data: &[u8]) {
             };
             check_kind(request.kind);
             let input = convert::list_tokens_input(request);
-            let parsed = request::parse_list(input.clone(), &admin().org_id, &page_key());
+            let parsed = request::parse_list(input.clone(), &admin().org_id, &page_key(), now());
             check_parsed(&parsed);
             if let Ok(valid) = &parsed {
                 assert!((1..=1000).contains(&valid.limit()));
                 assert!(valid.after_id().is_none_or(|id| id >= 1));
             }
             check_page_token(&input.page_token, "tokens");
-            let result = block_on(core.list_tokens(&admin(), input));
+            let result = block_on(core.list_tokens(&admin(), now(), input));
             check_agrees(&parsed, &result);
             check_outcome(stub, result);
         }
@@ -502,15 +502,24 @@ fn run(data: &[u8]) {
             let Ok(r) = proto::AuthenticateTokenRequest::decode(body) else {
                 return;
             };
+            let scopes = request::parse_required_scopes(r.required_scopes.clone());
             let parsed = request::parse_presented_secret(&r.secret, AcceptedFamilies::Any);
-            let result = block_on(core.authenticate_token(&admin(), now(), &r.secret));
-            match (&parsed, &result) {
+            let input = request::AuthenticateInput {
+                secret: r.secret.clone(),
+                required_scopes: r.required_scopes.clone(),
+            };
+            let result = block_on(core.authenticate_token(&admin(), now(), input));
+            match (&scopes, &parsed, &result) {
+                (Err(fields), _, Err(ServiceError::InvalidArgument(got))) => {
+                    assert_eq!(fields, got)
+                }
                 (
+                    Ok(_),
                     Ok(_),
                     Err(ServiceError::TokenRejected(tokend::domain::TokenRejection::Unknown)),
                 ) => {}
-                (Err(why), Err(ServiceError::TokenRejected(got))) => assert_eq!(why, got),
-                (p, r) => panic!("parse {p:?} but authenticate {r:?}"),
+                (Ok(_), Err(why), Err(ServiceError::TokenRejected(got))) => assert_eq!(why, got),
+                (s, p, r) => panic!("parse {s:?} {p:?} but authenticate {r:?}"),
             }
             check_outcome(stub, result);
         }

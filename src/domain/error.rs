@@ -160,6 +160,12 @@ pub enum ServiceError {
         /// The permission that would allow the call.
         permission: &'static str,
     },
+    /// A token that authenticates lacks scopes the caller required.
+    #[error("the token lacks the required scope(s) {}", .missing.join(", "))]
+    ScopeMissing {
+        /// The required scopes the token does not hold, in request order.
+        missing: Vec<String>,
+    },
     /// No such token in the caller's organisation (also for other
     /// organisations' tokens, so that nothing leaks).
     #[error("token {} was not found", .0.name)]

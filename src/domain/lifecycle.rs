@@ -19,7 +19,8 @@ use crate::domain::last_use::{LAST_USED_GRANULARITY, LastUseRecorder};
 use crate::domain::pagination::{Page, PageTokenKey, paginate};
 use crate::domain::repository::{StoreError, TokenRepository};
 use crate::domain::request::{
-    self, AcceptedFamilies, CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput,
+    self, AcceptedFamilies, AuthenticateInput, CreateTokenInput, ListAuditEventsInput,
+    ListTokensInput, RevokeInput,
 };
 use crate::domain::secret::TokenSecret;
 use crate::domain::token::{
@@ -222,14 +223,16 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             })
     }
 
-    /// ListTokens, oldest first, with keyset pagination.
+    /// ListTokens, oldest first, with keyset pagination; active and expired
+    /// are judged at `now`.
     pub async fn list_tokens(
         &self,
         caller: &Caller,
+        now: DateTime<Utc>,
         input: ListTokensInput,
     ) -> Result<Page<Token>, ServiceError> {
         let key = self.page_token_key()?;
-        let valid = request::parse_list(input, &caller.org_id, key)
+        let valid = request::parse_list(input, &caller.org_id, key, now)
             .map_err(ServiceError::InvalidArgument)?;
         let visibility = read_visibility(caller)?;
 
@@ -314,19 +317,31 @@ impl<R: TokenRepository> TokenLifecycle<R> {
     }
 
     /// AuthenticateToken: checks a presented secret of any family, in any
-    /// organisation.
+    /// organisation, then that the token holds every required scope. A
+    /// revoked, expired or unknown token fails as such before its scopes are
+    /// looked at; a token that authenticates but lacks a scope was still
+    /// used (its use is recorded), and is `ScopeMissing`.
     pub async fn authenticate_token(
         &self,
         caller: &Caller,
         now: DateTime<Utc>,
-        presented: &str,
+        input: AuthenticateInput,
     ) -> Result<Token, ServiceError> {
         // Authorise before parsing, unlike the other RPCs: a caller without
         // `tokens_introspect` learns nothing about the string it sent, not
         // even whether it is a well-formed secret.
         require(caller, Permission::TokensIntrospect)?;
-        self.authenticate_secret(now, presented, AcceptedFamilies::Any)
-            .await
+        let required = request::parse_required_scopes(input.required_scopes)
+            .map_err(ServiceError::InvalidArgument)?;
+        let token = self
+            .authenticate_secret(now, &input.secret, AcceptedFamilies::Any)
+            .await?;
+        let missing = required.missing_from(&token.scopes);
+        if missing.is_empty() {
+            Ok(token)
+        } else {
+            Err(ServiceError::ScopeMissing { missing })
+        }
     }
 
     /// Checks a presented secret without a caller: the core of

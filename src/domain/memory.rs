@@ -171,19 +171,6 @@ fn named_by(token: &Token, org_id: &str, target: &RevokeTarget) -> bool {
     }
 }
 
-fn matches_filter(token: &Token, filter: &TokenFilter) -> bool {
-    filter.kind.is_none_or(|kind| token.kind == kind)
-        && filter
-            .service_account_slug
-            .as_ref()
-            .is_none_or(|slug| token.service_account_slug.as_ref() == Some(slug))
-        && filter
-            .workspace_id
-            .as_ref()
-            .is_none_or(|workspace| token.workspace_id.as_ref() == Some(workspace))
-        && (filter.show_revoked || token.revoked_at.is_none())
-}
-
 fn take<T>(items: impl Iterator<Item = T>, limit: u64) -> Vec<T> {
     items
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
@@ -323,7 +310,7 @@ impl TokenRepository for MemoryRepository {
             .iter()
             .map(|row| &row.token)
             .filter(|token| after_id.is_none_or(|after| token.id > after))
-            .filter(|token| visible(token, org_id, visibility) && matches_filter(token, filter))
+            .filter(|token| visible(token, org_id, visibility) && filter.matches(token))
             .cloned();
         Ok(take(matching, limit))
     }

@@ -204,7 +204,47 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
-/// Filters of ListTokens.
+/// Which states ListTokens lists (`state`, or `show_revoked`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Active and expired: every token not revoked (the default).
+    #[default]
+    NotRevoked,
+    /// Active only: not revoked and not expired at the filter's instant.
+    Active,
+    /// Expired only: not revoked, `expires_at` at or before the instant.
+    Expired,
+    /// Revoked only.
+    Revoked,
+    /// Every state.
+    Any,
+}
+
+impl StateFilter {
+    /// The stable name a page token binds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::NotRevoked => "not_revoked",
+            StateFilter::Active => "active",
+            StateFilter::Expired => "expired",
+            StateFilter::Revoked => "revoked",
+            StateFilter::Any => "any",
+        }
+    }
+
+    /// Whether a token in `state` is listed.
+    pub fn admits(self, state: TokenState) -> bool {
+        match self {
+            StateFilter::NotRevoked => state != TokenState::Revoked,
+            StateFilter::Active => state == TokenState::Active,
+            StateFilter::Expired => state == TokenState::Expired,
+            StateFilter::Revoked => state == TokenState::Revoked,
+            StateFilter::Any => true,
+        }
+    }
+}
+
+/// Filters of ListTokens. Every filter set must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenFilter {
     /// Only this family.
@@ -213,8 +253,50 @@ pub struct TokenFilter {
     pub service_account_slug: Option<String>,
     /// Only this workspace.
     pub workspace_id: Option<String>,
-    /// Include revoked tokens.
-    pub show_revoked: bool,
+    /// Which states.
+    pub state: StateFilter,
+    /// The instant `state` is judged at (active or expired): the call's
+    /// `now`. Not part of a page token's binding.
+    pub at: DateTime<Utc>,
+    /// Only tokens of this owner (`owner_user_id`).
+    pub owner_user_id: Option<String>,
+    /// Only tokens whose name starts with this (exactly, case-sensitive).
+    pub name_prefix: Option<String>,
+    /// Only tokens with an `expires_at` strictly before this.
+    pub expire_before: Option<DateTime<Utc>>,
+    /// Only tokens never used, or last used strictly before this.
+    pub last_used_before: Option<DateTime<Utc>>,
+}
+
+impl TokenFilter {
+    /// Whether `token` matches every filter (the in-memory repository's
+    /// rule; the store's statement says the same in SQL).
+    pub fn matches(&self, token: &Token) -> bool {
+        self.kind.is_none_or(|kind| token.kind == kind)
+            && self
+                .service_account_slug
+                .as_ref()
+                .is_none_or(|slug| token.service_account_slug.as_ref() == Some(slug))
+            && self
+                .workspace_id
+                .as_ref()
+                .is_none_or(|workspace| token.workspace_id.as_ref() == Some(workspace))
+            && self.state.admits(token.state_at(self.at))
+            && self
+                .owner_user_id
+                .as_ref()
+                .is_none_or(|owner| &token.owner_user_id == owner)
+            && self
+                .name_prefix
+                .as_ref()
+                .is_none_or(|prefix| token.name.starts_with(prefix.as_str()))
+            && self
+                .expire_before
+                .is_none_or(|before| token.expires_at.is_some_and(|at| at < before))
+            && self
+                .last_used_before
+                .is_none_or(|before| token.last_used_at.is_none_or(|at| at < before))
+    }
 }
 
 /// How far ahead an active token counts as expiring soon (in the

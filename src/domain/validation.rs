@@ -201,6 +201,24 @@ pub fn check_name(violations: &mut Violations, location: &str, value: &str) {
     }
 }
 
+/// Longest `owner_user_id` filter, in bytes: the longest JWT `sub` accepted.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+
+/// `owner_user_id` (a filter): what a JWT's `sub` may be, 1–256 bytes with
+/// no control or format characters.
+pub fn check_subject(violations: &mut Violations, location: &str, value: &str) {
+    if value.is_empty()
+        || value.len() > MAX_SUBJECT_BYTES
+        || value.chars().any(is_control_or_format)
+    {
+        violations.push(
+            location,
+            "must be 1–256 bytes with no control or format characters",
+            value,
+        );
+    }
+}
+
 /// `reason`: optional, at most 500 characters, no control or format
 /// characters but newline. Returns the reason to store (`None` when empty).
 pub fn check_reason(violations: &mut Violations, value: &str) -> Option<String> {
@@ -216,11 +234,12 @@ pub fn check_reason(violations: &mut Violations, value: &str) -> Option<String> 
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// `scopes`: at most 50, each 1–64 of `a-z 0-9 _ : . -`.
-pub fn check_scopes(violations: &mut Violations, scopes: &[String]) {
+/// `scopes` (and `required_scopes`, named by `location`): at most 50, each
+/// 1–64 of `a-z 0-9 _ : . -`.
+pub fn check_scopes(violations: &mut Violations, location: &str, scopes: &[String]) {
     if scopes.len() > MAX_SCOPES {
         violations.push(
-            "scopes",
+            location,
             "must hold at most 50 scopes",
             &scopes.len().to_string(),
         );
@@ -236,7 +255,7 @@ pub fn check_scopes(violations: &mut Violations, scopes: &[String]) {
             });
         if !well_formed {
             violations.push(
-                &format!("scopes[{index}]"),
+                &format!("{location}[{index}]"),
                 "must be 1–64 characters of a-z, 0-9, '_', ':', '.' and '-'",
                 scope,
             );
@@ -396,9 +415,9 @@ mod tests {
             1
         );
         let scopes = vec!["read:tokens".to_owned(), "BAD".to_owned(), String::new()];
-        assert_eq!(violations_of(|v| check_scopes(v, &scopes)), 2);
+        assert_eq!(violations_of(|v| check_scopes(v, "scopes", &scopes)), 2);
         let many = vec!["a".to_owned(); 51];
-        assert_eq!(violations_of(|v| check_scopes(v, &many)), 1);
+        assert_eq!(violations_of(|v| check_scopes(v, "scopes", &many)), 1);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use prost_types::Timestamp;
 
 use crate::domain::audit::AuditEvent;
 use crate::domain::kind::TokenKind;
-use crate::domain::request::{CreateTokenInput, ListAuditEventsInput, ListTokensInput};
-use crate::domain::token::Token;
+use crate::domain::request::{CreateTokenInput, ListAuditEventsInput, ListTokensInput, StateInput};
+use crate::domain::token::{StateFilter, Token};
 use crate::domain::validation::{KindInput, TimestampInput};
 use crate::grpc::proto;
 
@@ -20,6 +20,18 @@ pub fn kind_input(value: i32) -> KindInput {
         Ok(proto::TokenKind::ServiceAccount) => KindInput::Known(TokenKind::ServiceAccount),
         Ok(proto::TokenKind::WorkspaceApiKey) => KindInput::Known(TokenKind::WorkspaceApiKey),
         Err(_) => KindInput::Unknown(value),
+    }
+}
+
+/// Proto enum number → the core's view of ListTokens' `state`.
+pub fn state_input(value: i32) -> StateInput {
+    match proto::TokenState::try_from(value) {
+        Ok(proto::TokenState::Unspecified) => StateInput::Unspecified,
+        Ok(proto::TokenState::Active) => StateInput::Known(StateFilter::Active),
+        Ok(proto::TokenState::Expired) => StateInput::Known(StateFilter::Expired),
+        Ok(proto::TokenState::Revoked) => StateInput::Known(StateFilter::Revoked),
+        Ok(proto::TokenState::Any) => StateInput::Known(StateFilter::Any),
+        Err(_) => StateInput::Unknown(value),
     }
 }
 
@@ -72,6 +84,11 @@ pub fn list_tokens_input(request: proto::ListTokensRequest) -> ListTokensInput {
         service_account_slug: request.service_account_slug,
         workspace_id: request.workspace_id,
         show_revoked: request.show_revoked,
+        state: state_input(request.state),
+        owner_user_id: request.owner_user_id,
+        name_prefix: request.name_prefix,
+        expire_before: request.expire_before.as_ref().map(timestamp_input),
+        last_used_before: request.last_used_before.as_ref().map(timestamp_input),
         page_size: request.page_size,
         page_token: request.page_token,
     }

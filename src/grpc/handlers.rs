@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::audit::AuditContext;
 use crate::domain::repository::TokenRepository;
-use crate::domain::request::RevokeInput;
+use crate::domain::request::{AuthenticateInput, RevokeInput};
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::auth::request_id_of;
 use crate::grpc::convert;
@@ -148,6 +148,7 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
             .lifecycle
             .list_tokens(
                 &context.caller,
+                self.clock.now(),
                 convert::list_tokens_input(request.into_inner()),
             )
             .await
@@ -231,9 +232,14 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
         request: Request<proto::AuthenticateTokenRequest>,
     ) -> Result<Response<proto::AuthenticateTokenResponse>, Status> {
         let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = AuthenticateInput {
+            secret: message.secret,
+            required_scopes: message.required_scopes,
+        };
         let result = self
             .lifecycle
-            .authenticate_token(&context.caller, self.clock.now(), &request.get_ref().secret)
+            .authenticate_token(&context.caller, self.clock.now(), input)
             .await;
         self.metrics.record_authentication(&result);
         let token = result.map_err(|e| context.status(e))?;

@@ -116,6 +116,13 @@ pub fn problem_kind(error: &ServiceError) -> ProblemKind {
             "Permission denied",
             "urn:tokend:problem:permission-denied",
         ),
+        ServiceError::ScopeMissing { .. } => kind(
+            Code::PermissionDenied,
+            403,
+            "TOKEN_SCOPE_MISSING",
+            "Token scope missing",
+            "urn:tokend:problem:token-scope-missing",
+        ),
         ServiceError::NotFound(_) => kind(
             Code::NotFound,
             404,
@@ -191,6 +198,9 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
         ServiceError::Unauthenticated(_) | ServiceError::TokenRejected(_) => {}
         ServiceError::PermissionDenied { permission } => {
             metadata.insert("permission".to_owned(), (*permission).to_owned());
+        }
+        ServiceError::ScopeMissing { missing } => {
+            metadata.insert("missingScopes".to_owned(), missing.join(","));
         }
         ServiceError::NotFound(resource) | ServiceError::AlreadyExists(resource) => {
             details.set_resource_info(resource.resource_type, &resource.name, "", &message);

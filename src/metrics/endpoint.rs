@@ -261,10 +261,12 @@ fn refusal_of(error: &ServiceError) -> Refusal {
         ServiceError::RateLimited { retry_after, .. } => Refusal::Throttled(*retry_after),
         ServiceError::Unavailable { retry_after, .. } => Refusal::Unavailable(*retry_after),
         // None of these can answer a scrape (no JWT, no permission, no
-        // named token is involved): if one does, it is a server fault.
+        // named token and no required scope is involved): if one does, it is
+        // a server fault.
         ServiceError::InvalidArgument(_)
         | ServiceError::Unauthenticated(_)
         | ServiceError::PermissionDenied { .. }
+        | ServiceError::ScopeMissing { .. }
         | ServiceError::NotFound(_)
         | ServiceError::AlreadyExists(_)
         | ServiceError::Internal(_) => Refusal::Internal,

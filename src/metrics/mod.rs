@@ -142,6 +142,7 @@ impl Metrics {
             Err(ServiceError::TokenRejected(TokenRejection::Expired)) => "expired",
             Err(ServiceError::TokenRejected(TokenRejection::Unknown)) => "unknown",
             Err(ServiceError::TokenRejected(TokenRejection::Malformed(_))) => "malformed",
+            Err(ServiceError::ScopeMissing { .. }) => "scope_missing",
             Err(
                 ServiceError::InvalidArgument(_)
                 | ServiceError::Unauthenticated(_)

@@ -498,6 +498,7 @@ mod tests {
                 show_revoked: true,
                 page_size: 10,
                 page_token: "abc".into(),
+                ..Default::default()
             }
         );
         let by_number: ListTokensRequest = decode_as(

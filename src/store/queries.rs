@@ -3,7 +3,7 @@
 //! are never read, let alone changed.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
@@ -16,8 +16,8 @@ use crate::domain::kind::TokenKind;
 use crate::domain::repository::{StoreError, TokenRepository};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
-    EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts,
-    TokenFilter, TokenState, Visibility,
+    EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, StateFilter, Token,
+    TokenCounts, TokenFilter, TokenState, Visibility,
 };
 use crate::store::entity::{audit_event, token};
 use crate::store::{SeaStore, classify};
@@ -155,6 +155,40 @@ fn visibility_condition(org_id: &str, visibility: &Visibility) -> Condition {
     }
 }
 
+/// The rows of the states `state` admits at `now` (revoked wins over
+/// expired, as in `Token::state_at`).
+fn state_condition(state: StateFilter, now: DateTime<Utc>) -> Condition {
+    let not_revoked = || Condition::all().add(token::Column::RevokedAt.is_null());
+    match state {
+        StateFilter::NotRevoked => not_revoked(),
+        StateFilter::Active => not_revoked().add(
+            Condition::any()
+                .add(token::Column::ExpiresAt.is_null())
+                .add(token::Column::ExpiresAt.gt(now)),
+        ),
+        StateFilter::Expired => not_revoked().add(token::Column::ExpiresAt.lte(now)),
+        StateFilter::Revoked => Condition::all().add(token::Column::RevokedAt.is_not_null()),
+        StateFilter::Any => Condition::all(),
+    }
+}
+
+/// `name` starts with `prefix`, exactly: `SUBSTR(name, 1, n) = prefix`
+/// with both values bound. Not `LIKE`: SQLite's `LIKE` ignores ASCII case
+/// and PostgreSQL's does not, and `%`, `_` and the escape character would
+/// need escaping; not a range comparison either, as PostgreSQL orders text by
+/// the database's collation. `SUBSTR` counts characters on both backends,
+/// and `=` compares exactly, so both answer as the in-memory `starts_with`.
+/// The organisation's rows are narrowed by the `org_id` index first.
+fn name_prefix_condition(prefix: &str) -> Condition {
+    // `integer`, not `bigint`: PostgreSQL has no SUBSTR(text, int, bigint).
+    let chars = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+    let head = Func::cust(Alias::new("SUBSTR"))
+        .arg(Expr::col(token::Column::Name))
+        .arg(1)
+        .arg(chars);
+    Condition::all().add(ExprTrait::eq(Expr::expr(head), prefix))
+}
+
 impl SeaStore {
     /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the
     /// write lock up front, so concurrent writers queue on the busy timeout
@@ -220,8 +254,23 @@ impl TokenRepository for SeaStore {
         if let Some(workspace) = &filter.workspace_id {
             query = query.filter(token::Column::WorkspaceId.eq(workspace.as_str()));
         }
-        if !filter.show_revoked {
-            query = query.filter(token::Column::RevokedAt.is_null());
+        query = query.filter(state_condition(filter.state, filter.at));
+        if let Some(owner) = &filter.owner_user_id {
+            query = query.filter(token::Column::OwnerUserId.eq(owner.as_str()));
+        }
+        if let Some(prefix) = &filter.name_prefix {
+            query = query.filter(name_prefix_condition(prefix));
+        }
+        if let Some(before) = filter.expire_before {
+            // NULL (never expires) compares as unknown: not listed.
+            query = query.filter(token::Column::ExpiresAt.lt(before));
+        }
+        if let Some(before) = filter.last_used_before {
+            query = query.filter(
+                Condition::any()
+                    .add(token::Column::LastUsedAt.is_null())
+                    .add(token::Column::LastUsedAt.lt(before)),
+            );
         }
         if let Some(after) = after_id {
             query = query.filter(token::Column::Id.gt(after));

@@ -79,6 +79,7 @@ async fn the_dashboard_and_the_alerts_use_only_exported_metrics(backend: Backend
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: created.secret.clone(),
+                ..Default::default()
             },
             &gateway,
         ))
@@ -87,6 +88,7 @@ async fn the_dashboard_and_the_alerts_use_only_exported_metrics(backend: Backend
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: "not-a-token".into(),
+                ..Default::default()
             },
             &gateway,
         ))

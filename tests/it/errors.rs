@@ -69,6 +69,7 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
 
     let auth = |secret: &str| AuthenticateTokenRequest {
         secret: secret.to_owned(),
+        ..Default::default()
     };
     struct Row {
         reason: &'static str,
@@ -204,6 +205,27 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
             .create_token(with_request_id(authed(sa, &admin), "req-exists"))
             .await),
     });
+    // A valid token lacking a required scope.
+    let mut scoped = scrape_request("scoped");
+    scoped.scopes = vec!["metrics:read".into()];
+    let scoped_secret = client
+        .create_token(authed(scoped, &admin))
+        .await?
+        .into_inner()
+        .secret;
+    let mut lacking = auth(&scoped_secret);
+    lacking.required_scopes = vec!["metrics:read".into(), "metrics:write".into()];
+    rows.push(Row {
+        reason: "TOKEN_SCOPE_MISSING",
+        code: Code::PermissionDenied,
+        http: 403,
+        result: ok(client
+            .authenticate_token(with_request_id(
+                authed(lacking, &introspector),
+                "req-scope-missing",
+            ))
+            .await),
+    });
     // Expiry through the clock.
     server.clock.advance(TimeDelta::seconds(11));
     let introspector = server.introspector();
@@ -252,6 +274,10 @@ async fn every_reason_in_the_error_table_carries_its_details() -> TestResult {
             "PERMISSION_DENIED" => assert_eq!(
                 decoded.metadata.get("permission").map(String::as_str),
                 Some("admin")
+            ),
+            "TOKEN_SCOPE_MISSING" => assert_eq!(
+                decoded.metadata.get("missingScopes").map(String::as_str),
+                Some("metrics:write")
             ),
             _ => {}
         }

@@ -671,7 +671,13 @@ async fn attempt(server: &TestServer, rpc: Rpc, jwt: &str) -> Result<Code, tonic
                 .into_inner()
                 .secret;
             client
-                .authenticate_token(authed(AuthenticateTokenRequest { secret }, jwt))
+                .authenticate_token(authed(
+                    AuthenticateTokenRequest {
+                        secret,
+                        ..Default::default()
+                    },
+                    jwt,
+                ))
                 .await
                 .map(|_| ())
         }
@@ -856,6 +862,7 @@ async fn another_orgs_admin_gets_not_found_everywhere_and_changes_nothing(
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: response.secret.clone(),
+                    ..Default::default()
                 },
                 &server.introspector(),
             ))

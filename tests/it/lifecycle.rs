@@ -141,6 +141,7 @@ async fn every_family_creates_authenticates_and_revokes_idempotently(
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: response.secret.clone(),
+                    ..Default::default()
                 },
                 &introspector,
             ))
@@ -161,6 +162,7 @@ async fn every_family_creates_authenticates_and_revokes_idempotently(
                 .authenticate_token(authed(
                     AuthenticateTokenRequest {
                         secret: response.secret.clone(),
+                        ..Default::default()
                     },
                     &introspector,
                 ))
@@ -555,7 +557,10 @@ async fn secrets_have_family_prefixes_checksums_and_never_come_back(
         expect_error(
             client
                 .authenticate_token(authed(
-                    AuthenticateTokenRequest { secret: typo },
+                    AuthenticateTokenRequest {
+                        secret: typo,
+                        ..Default::default()
+                    },
                     &introspector,
                 ))
                 .await,
@@ -585,6 +590,7 @@ async fn secrets_have_family_prefixes_checksums_and_never_come_back(
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: "tkd_pat_".to_owned() + &"A".repeat(49),
+                    ..Default::default()
                 },
                 &introspector,
             ))
@@ -620,6 +626,7 @@ async fn expiry_follows_the_clock(backend: Backend) -> TestResult {
         .into_inner();
     let auth = AuthenticateTokenRequest {
         secret: response.secret.clone(),
+        ..Default::default()
     };
     client
         .authenticate_token(authed(auth.clone(), &introspector))
@@ -660,6 +667,7 @@ async fn last_used_time_updates_at_most_once_a_minute(backend: Backend) -> TestR
     );
     let auth = AuthenticateTokenRequest {
         secret: response.secret,
+        ..Default::default()
     };
     client
         .authenticate_token(authed(auth.clone(), &server.introspector()))

@@ -17,6 +17,7 @@ mod caller_jwt;
 mod dashboards;
 mod data_folder;
 mod errors;
+mod filters_and_scopes;
 mod hardening;
 mod http_client;
 mod identity;

@@ -248,6 +248,7 @@ async fn operators_and_tenants_see_separate_figures(backend: Backend) -> TestRes
         authed(
             AuthenticateTokenRequest {
                 secret: secret.to_owned(),
+                ..Default::default()
             },
             &gateway,
         )

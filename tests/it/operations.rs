@@ -238,6 +238,7 @@ async fn metrics_need_a_live_scrape_token_and_show_only_its_org(backend: Backend
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: pat.secret.clone(),
+                ..Default::default()
             },
             &server.introspector(),
         ))
@@ -454,6 +455,7 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: created.secret.clone(),
+                    ..Default::default()
                 },
                 &jwt,
             ))
@@ -472,6 +474,7 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: created.secret.clone(),
+                    ..Default::default()
                 },
                 &jwt,
             ))
@@ -486,6 +489,7 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: typo.clone(),
+                ..Default::default()
             },
             &jwt,
         ))

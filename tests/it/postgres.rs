@@ -45,6 +45,7 @@ async fn two_replicas_on_one_database_behave_as_one_service(backend: Backend) ->
             .into_inner();
         let auth = AuthenticateTokenRequest {
             secret: created.secret,
+            ..Default::default()
         };
         on_b.authenticate_token(authed(auth.clone(), &introspector))
             .await?;

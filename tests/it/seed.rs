@@ -78,6 +78,7 @@ async fn seeded_ids_name_the_tokens_the_api_authenticates(backend: Backend) -> T
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: secrets[i].expose().to_owned(),
+                    ..Default::default()
                 },
                 &introspector,
             ))
@@ -130,6 +131,7 @@ async fn seeded_revocations_refuse_authentication(backend: Backend) -> TestResul
                 .authenticate_token(authed(
                     AuthenticateTokenRequest {
                         secret: secret.expose().to_owned(),
+                        ..Default::default()
                     },
                     &introspector,
                 ))

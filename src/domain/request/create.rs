@@ -150,7 +150,7 @@ pub fn parse_create(
             &input.workspace_id,
         );
     }
-    validation::check_scopes(&mut violations, &input.scopes);
+    validation::check_scopes(&mut violations, "scopes", &input.scopes);
     let expires_at = validation::check_expire_time(&mut violations, input.expire_time, now);
     let kind = violations.finish(kind)?;
     Ok(ValidCreate {

@@ -14,10 +14,13 @@ mod revoke;
 mod tests;
 
 pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
-pub use presented::{AcceptedFamilies, parse_presented_secret};
+pub use presented::{
+    AcceptedFamilies, AuthenticateInput, RequiredScopes, parse_presented_secret,
+    parse_required_scopes,
+};
 pub use read::{
-    ListAuditEventsInput, ListTokensInput, ValidAuditQuery, ValidGet, ValidList, parse_audit_query,
-    parse_get, parse_list,
+    ListAuditEventsInput, ListTokensInput, StateInput, ValidAuditQuery, ValidGet, ValidList,
+    parse_audit_query, parse_get, parse_list,
 };
 pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
 

@@ -7,8 +7,10 @@ use crate::domain::audit::AuditEventType;
 use crate::domain::error::InvalidFields;
 use crate::domain::kind::TokenKind;
 use crate::domain::pagination::{self, PageScope, PageTokenKey};
-use crate::domain::token::TokenFilter;
-use crate::domain::validation::{self, KindInput, Violations};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::domain::token::{StateFilter, TokenFilter};
+use crate::domain::validation::{self, KindInput, TimestampInput, Violations};
 
 /// ListTokens' fields as received.
 #[derive(Clone, Debug)]
@@ -19,12 +21,33 @@ pub struct ListTokensInput {
     pub service_account_slug: String,
     /// `workspace_id` filter.
     pub workspace_id: String,
-    /// `show_revoked`.
+    /// `show_revoked` (the same as `state` ANY).
     pub show_revoked: bool,
+    /// `state`.
+    pub state: StateInput,
+    /// `owner_user_id` filter.
+    pub owner_user_id: String,
+    /// `name_prefix` filter.
+    pub name_prefix: String,
+    /// `expire_before` filter.
+    pub expire_before: Option<TimestampInput>,
+    /// `last_used_before` filter.
+    pub last_used_before: Option<TimestampInput>,
     /// `page_size`.
     pub page_size: i32,
     /// `page_token`.
     pub page_token: String,
+}
+
+/// ListTokens' `state` as received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateInput {
+    /// TOKEN_STATE_UNSPECIFIED: active and expired.
+    Unspecified,
+    /// One of the named states.
+    Known(StateFilter),
+    /// A number the API does not define.
+    Unknown(i32),
 }
 
 /// ListAuditEvents' fields as received.
@@ -96,13 +119,14 @@ impl ValidList {
     }
 }
 
-/// ListTokens of `org_id`: every filter well-formed and consistent with
-/// `kind`, and a page token made with `key` for the same organisation and
-/// filters.
+/// ListTokens of `org_id` at `now` (the instant that tells active from
+/// expired): every filter well-formed and consistent with `kind`, and a page
+/// token made with `key` for the same organisation and filters.
 pub fn parse_list(
     input: ListTokensInput,
     org_id: &str,
     key: &PageTokenKey,
+    now: DateTime<Utc>,
 ) -> Result<ValidList, InvalidFields> {
     let mut violations = Violations::default();
     let kind = validation::check_optional_kind(&mut violations, input.kind);
@@ -130,12 +154,51 @@ pub fn parse_list(
             );
         }
     }
+    let state = match (input.state, input.show_revoked) {
+        (StateInput::Unspecified, false) => StateFilter::NotRevoked,
+        (StateInput::Unspecified, true) => StateFilter::Any,
+        (StateInput::Known(state), false) => state,
+        (StateInput::Known(StateFilter::Any), true) => StateFilter::Any,
+        (StateInput::Known(state), true) => {
+            violations.push(
+                "show_revoked",
+                "means TOKEN_STATE_ANY: give it or another state, not both",
+                "true",
+            );
+            state
+        }
+        (StateInput::Unknown(number), _) => {
+            violations.push(
+                "state",
+                "must be a token state or unspecified",
+                &number.to_string(),
+            );
+            StateFilter::NotRevoked
+        }
+    };
+    if !input.owner_user_id.is_empty() {
+        validation::check_subject(&mut violations, "owner_user_id", &input.owner_user_id);
+    }
+    if !input.name_prefix.is_empty() {
+        validation::check_name(&mut violations, "name_prefix", &input.name_prefix);
+    }
+    let expire_before = input
+        .expire_before
+        .and_then(|at| validation::check_timestamp(&mut violations, "expire_before", at));
+    let last_used_before = input
+        .last_used_before
+        .and_then(|at| validation::check_timestamp(&mut violations, "last_used_before", at));
     let limit = validation::check_page_size(&mut violations, input.page_size);
     let filter = TokenFilter {
         kind,
         service_account_slug: non_empty(input.service_account_slug),
         workspace_id: non_empty(input.workspace_id),
-        show_revoked: input.show_revoked,
+        state,
+        at: now,
+        owner_user_id: non_empty(input.owner_user_id),
+        name_prefix: non_empty(input.name_prefix),
+        expire_before,
+        last_used_before,
     };
     let scope = tokens_page_scope(org_id, &filter);
     let after_id = check_page_token(&mut violations, key, &scope, &input.page_token);
@@ -225,7 +288,23 @@ fn tokens_page_scope(org_id: &str, filter: &TokenFilter) -> PageScope {
             filter.service_account_slug.as_deref(),
         )
         .with_optional_text("workspace_id", filter.workspace_id.as_deref())
-        .with_flag("show_revoked", filter.show_revoked)
+        .with_text("state", filter.state.as_str())
+        .with_optional_text("owner_user_id", filter.owner_user_id.as_deref())
+        .with_optional_text("name_prefix", filter.name_prefix.as_deref())
+        .with_optional_text(
+            "expire_before",
+            filter.expire_before.map(instant_text).as_deref(),
+        )
+        .with_optional_text(
+            "last_used_before",
+            filter.last_used_before.map(instant_text).as_deref(),
+        )
+}
+
+/// An instant as a page token binds it: RFC 3339 to the nanosecond, so two
+/// different instants never bind alike.
+fn instant_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 /// `page_token`: empty, or made with `key` for `scope`. Returns the cursor.

@@ -137,11 +137,17 @@ fn a_page_token_is_accepted_only_for_its_organisation_and_filters() {
                 service_account_slug: String::new(),
                 workspace_id: String::new(),
                 show_revoked,
+                state: StateInput::Unspecified,
+                owner_user_id: String::new(),
+                name_prefix: String::new(),
+                expire_before: None,
+                last_used_before: None,
                 page_size: 0,
                 page_token: page_token.to_owned(),
             },
             org,
             &key,
+            now(),
         )
     };
     let first = list("org-a", false, "").map_err(|f| f.count());

@@ -8,8 +8,10 @@
 //! types through the imports below, so a change of constructor or module
 //! layout is adapted here once.
 
+mod filters;
 mod permissions;
 mod rules;
+mod scopes;
 mod validation;
 
 use std::collections::BTreeSet;
@@ -29,10 +31,11 @@ pub(super) use crate::domain::memory::{MemoryRepository, RepositoryCall};
 pub(super) use crate::domain::pagination::Page;
 pub(super) use crate::domain::repository::StoreError;
 pub(super) use crate::domain::request::{
-    AcceptedFamilies, CreateTokenInput, ListAuditEventsInput, ListTokensInput, RevokeInput,
+    AcceptedFamilies, AuthenticateInput, CreateTokenInput, ListAuditEventsInput, ListTokensInput,
+    RevokeInput, StateInput,
 };
 pub(super) use crate::domain::secret::TokenSecret;
-pub(super) use crate::domain::token::Token;
+pub(super) use crate::domain::token::{StateFilter, Token};
 pub(super) use crate::domain::validation::{KindInput, TimestampInput};
 
 /// The organisation most tests act in.
@@ -111,6 +114,11 @@ pub(super) fn list_all() -> ListTokensInput {
         service_account_slug: String::new(),
         workspace_id: String::new(),
         show_revoked: true,
+        state: StateInput::Unspecified,
+        owner_user_id: String::new(),
+        name_prefix: String::new(),
+        expire_before: None,
+        last_used_before: None,
         page_size: 1000,
         page_token: String::new(),
     }

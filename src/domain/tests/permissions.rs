@@ -115,13 +115,17 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
             Some((token, _)) => fx.core.get_token(who, token.id).await.map(drop),
             None => panic!("{rpc:?} has a target"),
         },
-        Rpc::ListTokens => fx.core.list_tokens(who, list_all()).await.map(|page| {
-            assert!(
-                page.items.iter().all(|t| t.org_id == who.org_id),
-                "a list shows only the caller's organisation"
-            );
-            assert_eq!(page.items.is_empty(), who.org_id != ACME);
-        }),
+        Rpc::ListTokens => fx
+            .core
+            .list_tokens(who, fx.now(), list_all())
+            .await
+            .map(|page| {
+                assert!(
+                    page.items.iter().all(|t| t.org_id == who.org_id),
+                    "a list shows only the caller's organisation"
+                );
+                assert_eq!(page.items.is_empty(), who.org_id != ACME);
+            }),
         Rpc::RevokeScrape
         | Rpc::RevokeOwnPersonal
         | Rpc::RevokeOthersPersonal
@@ -130,7 +134,7 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
         Rpc::Authenticate => match &target {
             Some((_, secret)) => fx
                 .core
-                .authenticate_token(who, fx.now(), secret.expose())
+                .authenticate_token(who, fx.now(), AuthenticateInput::secret(secret.expose()))
                 .await
                 .map(drop),
             None => panic!("{rpc:?} has a target"),

@@ -157,8 +157,11 @@ async fn expiry_follows_the_clock_and_revocation_wins() {
     input.expire_time = Some(TimestampInput::Valid(start_time() + TimeDelta::seconds(10)));
     let (token, secret) = ok(fx.create(&who, input).await);
     let authenticate = || {
-        fx.core
-            .authenticate_token(&introspector, fx.now(), secret.expose())
+        fx.core.authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
     };
     ok(authenticate().await);
     fx.clock.advance(TimeDelta::seconds(9));
@@ -215,7 +218,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
 
     let first = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(first.last_used_at, Some(start_time()));
     settle(&fx, 1, touches).await;
@@ -224,7 +231,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     fx.clock.advance(TimeDelta::seconds(59));
     let within = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(
         within.last_used_at,
@@ -234,7 +245,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     fx.clock.advance(TimeDelta::seconds(1));
     let at_the_minute = ok(fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(
         at_the_minute.last_used_at,
@@ -248,7 +263,11 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
     let later = fx.now();
     let after = ok(fx
         .core
-        .authenticate_token(&introspector, later, secret.expose())
+        .authenticate_token(
+            &introspector,
+            later,
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await);
     assert_eq!(after.last_used_at, Some(later));
     settle(&fx, 2, touches).await;
@@ -273,7 +292,7 @@ async fn another_users_personal_token_is_not_found() {
         .await;
     expect_not_found(fx.core.get_token(&alice, bobs.id).await);
     expect_not_found(fx.revoke(&alice, revoke_input(&bobs, "")).await);
-    let listed = ok(fx.core.list_tokens(&alice, list_all()).await);
+    let listed = ok(fx.core.list_tokens(&alice, fx.now(), list_all()).await);
     let ids: Vec<i64> = listed.items.iter().map(|t| t.id).collect();
     assert_eq!(ids, [own.id], "only the caller's own personal tokens");
     assert_eq!(fx.repository.audit_events().len(), 3, "no revoke event");
@@ -308,7 +327,7 @@ async fn another_organisation_gets_not_found_for_every_rpc() {
         expect_not_found(fx.revoke(&intruder, revoke_input(token, "attack")).await);
     }
     assert!(
-        ok(fx.core.list_tokens(&intruder, list_all()).await)
+        ok(fx.core.list_tokens(&intruder, fx.now(), list_all()).await)
             .items
             .is_empty()
     );
@@ -414,7 +433,7 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
     let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
     match fx
         .core
-        .authenticate_token(&admin(ACME), fx.now(), "hunter2")
+        .authenticate_token(&admin(ACME), fx.now(), AuthenticateInput::secret("hunter2"))
         .await
     {
         Err(ServiceError::PermissionDenied { permission }) => {
@@ -424,7 +443,11 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
     }
     let malformed = fx
         .core
-        .authenticate_token(&introspector, fx.now(), "hunter2")
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret("hunter2"),
+        )
         .await;
     assert!(matches!(
         expect_rejection(malformed),
@@ -435,7 +458,11 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
         ok(TokenSecret::generate(TokenKind::Scrape).map_err(|e| ServiceError::Internal(e.into())));
     let refused = fx
         .core
-        .authenticate_token(&introspector, fx.now(), unknown.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(unknown.expose()),
+        )
         .await;
     assert_eq!(expect_rejection(refused), TokenRejection::Unknown);
     assert_eq!(fx.repository.calls(), [RepositoryCall::FindByHash]);
@@ -480,7 +507,7 @@ async fn pages_visit_every_token_once_in_id_order() {
                 show_revoked,
                 ..list_all()
             };
-            let page: Page<Token> = ok(fx.core.list_tokens(&who, input).await);
+            let page: Page<Token> = ok(fx.core.list_tokens(&who, fx.now(), input).await);
             pages += 1;
             seen.extend(page.items.iter().map(|t| t.id));
             match page.next_page_token {
@@ -511,6 +538,7 @@ async fn page_tokens_are_bound_to_their_listing() {
         .core
         .list_tokens(
             &who,
+            fx.now(),
             ListTokensInput {
                 page_size: 1,
                 ..list_all()
@@ -526,11 +554,14 @@ async fn page_tokens_are_bound_to_their_listing() {
         show_revoked,
         ..list_all()
     };
-    ok(fx.core.list_tokens(&who, reuse(true)).await);
+    ok(fx.core.list_tokens(&who, fx.now(), reuse(true)).await);
     fx.repository.clear_calls();
-    let other_filter = fx.core.list_tokens(&who, reuse(false)).await;
+    let other_filter = fx.core.list_tokens(&who, fx.now(), reuse(false)).await;
     assert_eq!(violations(other_filter), Ok(vec!["page_token".to_owned()]));
-    let other_org = fx.core.list_tokens(&admin(EVIL), reuse(true)).await;
+    let other_org = fx
+        .core
+        .list_tokens(&admin(EVIL), fx.now(), reuse(true))
+        .await;
     assert_eq!(violations(other_org), Ok(vec!["page_token".to_owned()]));
     let audit = ListAuditEventsInput {
         page_token: next.clone(),
@@ -545,7 +576,10 @@ async fn page_tokens_are_bound_to_their_listing() {
 #[tokio::test]
 async fn lists_wait_for_the_page_token_key() {
     let fx = Fixture::without_page_token_key();
-    let listed = fx.core.list_tokens(&admin(ACME), list_all()).await;
+    let listed = fx
+        .core
+        .list_tokens(&admin(ACME), fx.now(), list_all())
+        .await;
     assert!(
         matches!(listed, Err(ServiceError::Unavailable { .. })),
         "{listed:?}"
@@ -563,7 +597,10 @@ async fn lists_wait_for_the_page_token_key() {
         !fx.core
             .install_page_token_key(fx.repository.load_page_token_key())
     );
-    ok(fx.core.list_tokens(&admin(ACME), list_all()).await);
+    ok(fx
+        .core
+        .list_tokens(&admin(ACME), fx.now(), list_all())
+        .await);
 }
 
 /// Audit events filter by type and page by id within the organisation.
@@ -619,7 +656,11 @@ async fn storage_failures_are_classified() {
         .fail_next_with(StoreError::Unavailable("down".into()));
     let authenticated = fx
         .core
-        .authenticate_token(&introspector, fx.now(), secret.expose())
+        .authenticate_token(
+            &introspector,
+            fx.now(),
+            AuthenticateInput::secret(secret.expose()),
+        )
         .await;
     assert!(
         matches!(authenticated, Err(ServiceError::Unavailable { .. })),

@@ -12,6 +12,7 @@ enum Call {
     List(ListTokensInput),
     Revoke(RevokeInput),
     Audit(ListAuditEventsInput),
+    Authenticate(AuthenticateInput),
 }
 
 /// CreateToken of a valid `kind` input, then changed by `change`.
@@ -32,6 +33,14 @@ fn named(name: &str) -> Call {
 fn scopes(scopes: &[&str]) -> Call {
     let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     create(TokenKind::Scrape, |input| input.scopes = scopes)
+}
+
+/// AuthenticateToken (of a secret that matches nothing) requiring `scopes`.
+fn requiring(scopes: &[&str]) -> Call {
+    Call::Authenticate(AuthenticateInput {
+        secret: "tkd_pat_unknown".to_owned(),
+        required_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+    })
 }
 
 fn expiring(at: TimestampInput) -> Call {
@@ -94,9 +103,16 @@ async fn locations_of(fx: &Fixture, call: Call) -> Vec<String> {
     let result = match call {
         Call::Create(input) => fx.create(&who, input).await.map(drop),
         Call::Get(id) => fx.core.get_token(&who, id).await.map(drop),
-        Call::List(input) => fx.core.list_tokens(&who, input).await.map(drop),
+        Call::List(input) => fx.core.list_tokens(&who, fx.now(), input).await.map(drop),
         Call::Revoke(input) => fx.revoke(&who, input).await.map(drop),
         Call::Audit(input) => fx.core.list_audit_events(&who, input).await.map(drop),
+        Call::Authenticate(input) => {
+            let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
+            fx.core
+                .authenticate_token(&introspector, fx.now(), input)
+                .await
+                .map(drop)
+        }
     };
     // Passed validation (no violations): a success, or a later refusal
     // such as NOT_FOUND.
@@ -168,6 +184,40 @@ cases! {
     list_workspace_filter_with_its_kind: list(|i| { i.workspace_id = WORKSPACE.into(); i.kind = KindInput::Known(TokenKind::WorkspaceApiKey); }) => [];
     list_workspace_filter_with_another_kind: list(|i| { i.workspace_id = WORKSPACE.into(); i.kind = KindInput::Known(TokenKind::Scrape); }) => ["workspace_id"];
     list_workspace_filter_malformed: list(|i| i.workspace_id = "g-ABCDEF0123".into()) => ["workspace_id"];
+
+    // state (ListTokens): unspecified or one of the states; show_revoked
+    // means ANY and goes with no other state.
+    list_state_unspecified: list(|i| i.state = StateInput::Unspecified) => [];
+    list_state_active: list(|i| { i.show_revoked = false; i.state = StateInput::Known(StateFilter::Active); }) => [];
+    list_state_revoked: list(|i| { i.show_revoked = false; i.state = StateInput::Known(StateFilter::Revoked); }) => [];
+    list_state_any_with_show_revoked: list(|i| i.state = StateInput::Known(StateFilter::Any)) => [];
+    list_state_expired_with_show_revoked: list(|i| i.state = StateInput::Known(StateFilter::Expired)) => ["show_revoked"];
+    list_state_unknown: list(|i| i.state = StateInput::Unknown(9)) => ["state"];
+
+    // owner_user_id (ListTokens): optional; a JWT `sub`, 1–256 bytes, no Cc or Cf.
+    list_owner_filter: list(|i| i.owner_user_id = "alice@example.com".into()) => [];
+    list_owner_filter_256_bytes: list(|i| i.owner_user_id = "o".repeat(256)) => [];
+    list_owner_filter_257_bytes: list(|i| i.owner_user_id = "o".repeat(257)) => ["owner_user_id"];
+    list_owner_filter_control: list(|i| i.owner_user_id = "al\u{7}ice".into()) => ["owner_user_id"];
+    list_owner_filter_bidi_override: list(|i| i.owner_user_id = "alice\u{202e}".into()) => ["owner_user_id"];
+
+    // name_prefix (ListTokens): optional; as a name, 1–100 characters, no Cc or Cf.
+    list_name_prefix: list(|i| i.name_prefix = "graf%_".into()) => [];
+    list_name_prefix_100_chars: list(|i| i.name_prefix = "n".repeat(100)) => [];
+    list_name_prefix_101_chars: list(|i| i.name_prefix = "n".repeat(101)) => ["name_prefix"];
+    list_name_prefix_zero_width: list(|i| i.name_prefix = "ad\u{200b}".into()) => ["name_prefix"];
+
+    // expire_before, last_used_before (ListTokens): optional; in (1970, 10000),
+    // past or future.
+    list_expire_before_past: list(|i| i.expire_before = Some(in_future(TimeDelta::days(-1)))) => [];
+    list_expire_before_future: list(|i| i.expire_before = Some(in_future(TimeDelta::days(1)))) => [];
+    list_expire_before_epoch: list(|i| i.expire_before = Some(TimestampInput::Valid(DateTime::UNIX_EPOCH))) => ["expire_before"];
+    list_expire_before_year_10000: list(|i| i.expire_before = Some(year_10000())) => ["expire_before"];
+    list_expire_before_out_of_range: list(|i| i.expire_before = Some(TimestampInput::OutOfRange)) => ["expire_before"];
+    list_last_used_before_past: list(|i| i.last_used_before = Some(in_future(TimeDelta::days(-1)))) => [];
+    list_last_used_before_epoch: list(|i| i.last_used_before = Some(TimestampInput::Valid(DateTime::UNIX_EPOCH))) => ["last_used_before"];
+    list_last_used_before_year_10000: list(|i| i.last_used_before = Some(year_10000())) => ["last_used_before"];
+    list_last_used_before_out_of_range: list(|i| i.last_used_before = Some(TimestampInput::OutOfRange)) => ["last_used_before"];
 
     // id: ≥ 1.
     get_id_one: Call::Get(1) => [];
@@ -249,6 +299,18 @@ cases! {
     scopes_each_bad_one_reported: scopes(&["ok", "NOT OK", ""]) => ["scopes[1]", "scopes[2]"];
     scopes_50: scopes(&["s"; 50]) => [];
     scopes_51_is_one_violation: scopes(&["S"; 51]) => ["scopes"];
+
+    // required_scopes (AuthenticateToken): as scopes.
+    required_scopes_none: requiring(&[]) => [];
+    required_scopes_every_allowed_character: requiring(&["a-z_0:9.x"]) => [];
+    required_scopes_64_chars: requiring(&[&"s".repeat(64)]) => [];
+    required_scopes_65_chars: requiring(&[&"s".repeat(65)]) => ["required_scopes[0]"];
+    required_scopes_empty_scope: requiring(&["read", ""]) => ["required_scopes[1]"];
+    required_scopes_upper_case: requiring(&["READ"]) => ["required_scopes[0]"];
+    required_scopes_bidi_override: requiring(&["read\u{202e}"]) => ["required_scopes[0]"];
+    required_scopes_each_bad_one_reported: requiring(&["ok", "NOT OK", ""]) => ["required_scopes[1]", "required_scopes[2]"];
+    required_scopes_50: requiring(&["s"; 50]) => [];
+    required_scopes_51_is_one_violation: requiring(&["S"; 51]) => ["required_scopes"];
 
     // expire_time: optional; in (1970, 10000) and in the future.
     expire_time_unset: create(TokenKind::Scrape, |i| i.expire_time = None) => [];

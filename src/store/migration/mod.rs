@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_tokens;
 mod m20261130_000001_create_page_token_key;
+mod m20261130_000002_list_filter_indexes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_tokens::Migration),
             Box::new(m20261130_000001_create_page_token_key::Migration),
+            Box::new(m20261130_000002_list_filter_indexes::Migration),
         ]
     }
 }

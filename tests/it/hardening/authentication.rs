@@ -166,6 +166,7 @@ async fn the_metrics_endpoint_takes_another_familys_token_for_unknown_and_writes
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: others[2].secret.clone(),
+                ..Default::default()
             },
             &server.introspector(),
         ))
@@ -224,6 +225,7 @@ async fn authentication_succeeds_when_recording_its_use_fails(backend: Backend) 
 
     let auth = AuthenticateTokenRequest {
         secret: created.secret.clone(),
+        ..Default::default()
     };
     for round in 0..3 {
         let answer = client
@@ -270,6 +272,7 @@ async fn authentication_succeeds_when_recording_its_use_fails(backend: Backend) 
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: revoked_pat.secret,
+                    ..Default::default()
                 },
                 &server.introspector(),
             ))
@@ -309,6 +312,7 @@ async fn a_busy_sqlite_writer_does_not_delay_authentication() -> TestResult {
 
     let auth = AuthenticateTokenRequest {
         secret: created.secret.clone(),
+        ..Default::default()
     };
     let answer = tokio::time::timeout(
         Duration::from_secs(5),

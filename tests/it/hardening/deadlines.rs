@@ -296,7 +296,10 @@ async fn ten_thousand_cancelled_calls_leave_descriptors_and_pool_at_baseline(
                     if i % 2 == 0 {
                         client
                             .authenticate_token(authed(
-                                AuthenticateTokenRequest { secret },
+                                AuthenticateTokenRequest {
+                                    secret,
+                                    ..Default::default()
+                                },
                                 &introspector,
                             ))
                             .await

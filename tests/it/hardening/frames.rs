@@ -297,6 +297,7 @@ async fn broken_grpc_frames_are_refused_and_other_clients_are_served() -> TestRe
     let valid_list = ListTokensRequest::default().encode_to_vec();
     let mut valid_auth = AuthenticateTokenRequest {
         secret: "tkd_pat_abc".into(),
+        ..Default::default()
     }
     .encode_to_vec();
     // A field whose declared length runs past the message.

@@ -159,7 +159,10 @@ async fn oversized_secrets_are_malformed_and_oversized_messages_refused() -> Tes
     let introspector = server.introspector();
     let admin = server.admin("acme");
     let mut client = server.client();
-    let authenticate = |secret: String| AuthenticateTokenRequest { secret };
+    let authenticate = |secret: String| AuthenticateTokenRequest {
+        secret,
+        ..Default::default()
+    };
     let too_long = MalformedSecret::TooLong.describe();
     // Just under the default 64 KiB message limit: refused by length alone
     // (TokenSecret::parse checks the length before prefix, body, checksum

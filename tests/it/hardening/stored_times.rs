@@ -142,6 +142,7 @@ async fn timestamps_outside_1970_to_9999_are_refused_and_stored_times_order_as_t
             .authenticate_token(authed(
                 AuthenticateTokenRequest {
                     secret: secret.clone(),
+                    ..Default::default()
                 },
                 &introspector,
             ))
@@ -158,6 +159,7 @@ async fn timestamps_outside_1970_to_9999_are_refused_and_stored_times_order_as_t
         .authenticate_token(authed(
             AuthenticateTokenRequest {
                 secret: last.secret,
+                ..Default::default()
             },
             &introspector,
         ))

@@ -226,7 +226,10 @@ async fn control_and_format_characters_are_refused_in_every_text_field(
         expect_error(
             client
                 .authenticate_token(authed(
-                    AuthenticateTokenRequest { secret },
+                    AuthenticateTokenRequest {
+                        secret,
+                        ..Default::default()
+                    },
                     &server.introspector(),
                 ))
                 .await,

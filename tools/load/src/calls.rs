@@ -102,6 +102,7 @@ pub(crate) async fn one_call(
         with_auth(
             proto::AuthenticateTokenRequest {
                 secret: secret.to_owned(),
+                ..Default::default()
             },
             &shared.gateway,
         )
