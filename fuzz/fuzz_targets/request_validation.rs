@@ -8,7 +8,7 @@
 //! - never panics (decode, conversion, parsing, status building);
 //! - the lifecycle refuses exactly the requests the parse function refuses,
 //!   with the same violations;
-//! - at most `MAX_REPORTED_VIOLATIONS` (20) violations listed (the rest
+//! - at most `MAX_REPORTED_VIOLATIONS` (10) violations listed (the rest
 //!   counted), each echoed value at most `MAX_ECHOED_VALUE_BYTES` (64)
 //!   bytes, and a cut value is a prefix of the input followed by `…`;
 //! - what a parse function accepts holds its promises: an expiry in the

@@ -245,7 +245,7 @@ proptest! {
             Some(&small_text),
         );
         // Scopes: one violation for too many, else at most one per scope,
-        // and never more than 20 listed (the rest are counted).
+        // and never more than 10 listed (the rest are counted).
         let listed = assert_echo_bounded(|v| validation::check_scopes(v, "scopes", &scopes), None);
         prop_assert!(listed <= validation::MAX_REPORTED_VIOLATIONS);
         if scopes.len() > validation::MAX_SCOPES {
