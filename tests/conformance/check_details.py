@@ -55,7 +55,7 @@ TYPICAL_DETAILS_BUDGET = 4 * 1024
 MAX_ECHOED_VALUE_BYTES = 64
 # At most this many field violations are listed; a last entry with location
 # UNLISTED_LOCATION counts the others.
-MAX_LISTED_VIOLATIONS = 20
+MAX_LISTED_VIOLATIONS = 10
 UNLISTED_LOCATION = "request"
 
 C = grpc.StatusCode
