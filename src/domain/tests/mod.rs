@@ -195,6 +195,15 @@ impl Fixture {
         self.clock.now()
     }
 
+    /// Whether every stored token is still unrevoked (a refused call changed
+    /// nothing).
+    pub fn no_token_revoked(&self) -> bool {
+        self.repository
+            .tokens()
+            .iter()
+            .all(|t| t.revoked_at.is_none())
+    }
+
     /// The audit context of a call by `caller` now.
     pub fn audit(&self, caller: &Caller) -> AuditContext {
         AuditContext {

@@ -296,12 +296,7 @@ async fn another_users_personal_token_is_not_found() {
     let ids: Vec<i64> = listed.items.iter().map(|t| t.id).collect();
     assert_eq!(ids, [own.id], "only the caller's own personal tokens");
     assert_eq!(fx.repository.audit_events().len(), 3, "no revoke event");
-    assert!(
-        fx.repository
-            .tokens()
-            .iter()
-            .all(|t| t.revoked_at.is_none())
-    );
+    assert!(fx.no_token_revoked());
 }
 
 /// Another organisation's admin finds nothing: every RPC that names a token
@@ -371,12 +366,7 @@ async fn a_revoke_rpc_finds_only_its_own_family() {
         )
         .await,
     );
-    assert!(
-        fx.repository
-            .tokens()
-            .iter()
-            .all(|t| t.revoked_at.is_none())
-    );
+    assert!(fx.no_token_revoked());
 }
 
 /// The metrics endpoint accepts scrape tokens only: a secret of another
