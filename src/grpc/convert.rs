@@ -122,6 +122,8 @@ pub fn token(token: &Token) -> proto::Token {
         created_by: token.created_by.clone(),
         revoked_by: token.revoked_by.clone().unwrap_or_default(),
         revoke_reason: token.revoke_reason.clone().unwrap_or_default(),
+        replaced_by: String::new(),
+        rotate_time: None,
     }
 }
 
@@ -138,5 +140,6 @@ pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
         reason: event.reason.clone().unwrap_or_default(),
         token_kind: kind_to_proto(event.token_kind) as i32,
         token_numeric_id: event.token_numeric_id,
+        replaced_by: String::new(),
     }
 }

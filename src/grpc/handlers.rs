@@ -266,4 +266,41 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
+
+    async fn rotate_token(
+        &self,
+        _request: Request<proto::RotateTokenRequest>,
+    ) -> Result<Response<proto::RotateTokenResponse>, Status> {
+        Err(Status::unimplemented("RotateToken is not served yet"))
+    }
+
+    async fn revoke_token_by_secret(
+        &self,
+        _request: Request<proto::RevokeTokenBySecretRequest>,
+    ) -> Result<Response<proto::RevokeTokenBySecretResponse>, Status> {
+        Err(Status::unimplemented(
+            "RevokeTokenBySecret is not served yet",
+        ))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        _request: Request<proto::RevokeTokensRequest>,
+    ) -> Result<Response<proto::RevokeTokensResponse>, Status> {
+        Err(Status::unimplemented("RevokeTokens is not served yet"))
+    }
+
+    async fn get_token_policy(
+        &self,
+        _request: Request<proto::GetTokenPolicyRequest>,
+    ) -> Result<Response<proto::GetTokenPolicyResponse>, Status> {
+        Err(Status::unimplemented("GetTokenPolicy is not served yet"))
+    }
+
+    async fn update_token_policy(
+        &self,
+        _request: Request<proto::UpdateTokenPolicyRequest>,
+    ) -> Result<Response<proto::UpdateTokenPolicyResponse>, Status> {
+        Err(Status::unimplemented("UpdateTokenPolicy is not served yet"))
+    }
 }

@@ -146,6 +146,8 @@ mod tests {
             created_by: "user-1".into(),
             revoked_by: String::new(),
             revoke_reason: String::new(),
+            replaced_by: String::new(),
+            rotate_time: None,
         }
     }
 

@@ -36,11 +36,21 @@ pub enum Rpc {
     AuthenticateToken,
     /// `ListAuditEvents`.
     ListAuditEvents,
+    /// `RotateToken`.
+    RotateToken,
+    /// `RevokeTokenBySecret`.
+    RevokeTokenBySecret,
+    /// `RevokeTokens`.
+    RevokeTokens,
+    /// `GetTokenPolicy`.
+    GetTokenPolicy,
+    /// `UpdateTokenPolicy`.
+    UpdateTokenPolicy,
 }
 
 impl Rpc {
     /// Every RPC, in the proto's order.
-    pub const ALL: [Rpc; 9] = [
+    pub const ALL: [Rpc; 14] = [
         Rpc::CreateToken,
         Rpc::GetToken,
         Rpc::ListTokens,
@@ -50,6 +60,11 @@ impl Rpc {
         Rpc::DeleteWorkspaceApiKey,
         Rpc::AuthenticateToken,
         Rpc::ListAuditEvents,
+        Rpc::RotateToken,
+        Rpc::RevokeTokenBySecret,
+        Rpc::RevokeTokens,
+        Rpc::GetTokenPolicy,
+        Rpc::UpdateTokenPolicy,
     ];
 
     /// The RPC's name in the proto.
@@ -64,6 +79,11 @@ impl Rpc {
             Rpc::DeleteWorkspaceApiKey => "DeleteWorkspaceApiKey",
             Rpc::AuthenticateToken => "AuthenticateToken",
             Rpc::ListAuditEvents => "ListAuditEvents",
+            Rpc::RotateToken => "RotateToken",
+            Rpc::RevokeTokenBySecret => "RevokeTokenBySecret",
+            Rpc::RevokeTokens => "RevokeTokens",
+            Rpc::GetTokenPolicy => "GetTokenPolicy",
+            Rpc::UpdateTokenPolicy => "UpdateTokenPolicy",
         }
     }
 
@@ -82,7 +102,12 @@ impl Rpc {
             | Rpc::GetToken
             | Rpc::ListTokens
             | Rpc::AuthenticateToken
-            | Rpc::ListAuditEvents => WireFormat::ProtoJson,
+            | Rpc::ListAuditEvents
+            | Rpc::RotateToken
+            | Rpc::RevokeTokenBySecret
+            | Rpc::RevokeTokens
+            | Rpc::GetTokenPolicy
+            | Rpc::UpdateTokenPolicy => WireFormat::ProtoJson,
         }
     }
 }
@@ -401,7 +426,7 @@ pub(crate) mod tests {
 
     /// The routes of the contract, written out once: a change to an
     /// annotation in the proto fails here, in review, not in a client.
-    const CONTRACT: [(Rpc, &str, &str, BodyRule); 9] = [
+    const CONTRACT: [(Rpc, &str, &str, BodyRule); 14] = [
         (Rpc::CreateToken, "POST", "/v1/tokens", BodyRule::Whole),
         (Rpc::GetToken, "GET", "/v1/tokens/{id}", BodyRule::None),
         (Rpc::ListTokens, "GET", "/v1/tokens", BodyRule::None),
@@ -440,6 +465,36 @@ pub(crate) mod tests {
             "GET",
             "/v1/auditEvents",
             BodyRule::None,
+        ),
+        (
+            Rpc::RotateToken,
+            "POST",
+            "/v1/tokens/{id}:rotate",
+            BodyRule::Whole,
+        ),
+        (
+            Rpc::RevokeTokenBySecret,
+            "POST",
+            "/v1/tokens:revokeBySecret",
+            BodyRule::Whole,
+        ),
+        (
+            Rpc::RevokeTokens,
+            "POST",
+            "/v1/tokens:batchRevoke",
+            BodyRule::Whole,
+        ),
+        (
+            Rpc::GetTokenPolicy,
+            "GET",
+            "/v1/tokenPolicy",
+            BodyRule::None,
+        ),
+        (
+            Rpc::UpdateTokenPolicy,
+            "PUT",
+            "/v1/tokenPolicy",
+            BodyRule::Whole,
         ),
     ];
 
