@@ -15,6 +15,7 @@ pub mod lifecycle;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod pagination;
+pub mod problem;
 pub mod repository;
 pub mod request;
 pub mod secret;

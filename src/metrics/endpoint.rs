@@ -23,6 +23,8 @@ use chrono::{DateTime, Utc};
 
 use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::TokenRejection;
+use crate::domain::problem::{Problem, ProblemKind, TOKEN_MISSING, problem_kind};
+use crate::domain::secret::MalformedSecret;
 use crate::domain::repository::TokenRepository;
 use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
 use crate::identity::bearer_token;
@@ -140,56 +142,44 @@ impl Refusal {
         }
     }
 
-    /// Status, reason, title and detail; titles and reasons are the gRPC
-    /// face's (`TOKEN_MISSING` exists only here).
-    fn describe(self) -> (StatusCode, &'static str, &'static str, &'static str) {
+    /// The kind (type, title, status, reason: the gRPC face's, from the one
+    /// face-neutral table; `TOKEN_MISSING` exists only here) and the detail.
+    fn describe(self) -> (ProblemKind, &'static str) {
+        let rejected = |why| problem_kind(&ServiceError::TokenRejected(why));
         match self {
-            Refusal::Missing => (
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_MISSING",
-                "Token missing",
-                "a scrape token is required as a bearer token",
-            ),
+            Refusal::Missing => (TOKEN_MISSING, "a scrape token is required as a bearer token"),
             Refusal::Malformed => (
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_MALFORMED",
-                "Token malformed",
+                rejected(TokenRejection::Malformed(MalformedSecret::BadBody)),
                 "the bearer token is not a tokend secret",
             ),
             Refusal::Unknown => (
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_UNKNOWN",
-                "Token unknown",
+                rejected(TokenRejection::Unknown),
                 "the token is not a known scrape token",
             ),
             Refusal::Revoked => (
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_REVOKED",
-                "Token revoked",
+                rejected(TokenRejection::Revoked),
                 "the scrape token has been revoked",
             ),
             Refusal::Expired => (
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_EXPIRED",
-                "Token expired",
+                rejected(TokenRejection::Expired),
                 "the scrape token has expired",
             ),
-            Refusal::Throttled(_) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "Rate limited",
+            Refusal::Throttled(wait) => (
+                problem_kind(&ServiceError::RateLimited {
+                    retry_after: wait,
+                    subject: String::new(),
+                }),
                 "too many failed authentications from this address; retry later",
             ),
-            Refusal::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
-                "Database unavailable",
+            Refusal::Unavailable(wait) => (
+                problem_kind(&ServiceError::Unavailable {
+                    retry_after: wait,
+                    source: "unavailable".into(),
+                }),
                 "the database is unavailable; retry shortly",
             ),
             Refusal::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "Internal error",
+                problem_kind(&ServiceError::Internal("internal".into())),
                 "internal error",
             ),
         }
@@ -203,52 +193,40 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
     response
 }
 
+/// The refusal as the face-neutral problem, rendered as the problem+json
+/// document every HTTP face shares.
 fn problem(refusal: Refusal, request_id: &str) -> Response {
-    let (status, reason, title, detail) = refusal.describe();
-    let body = serde_json::json!({
-        "type": format!("urn:tokend:problem:{}", reason.to_ascii_lowercase().replace('_', "-")),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-        "instance": crate::domain::error::problem_instance(request_id),
-        "error": detail,
-        "details": {},
-        "requestId": request_id,
-        "reason": reason,
-    });
-    let mut response = (status, body.to_string()).into_response();
+    let (kind, detail) = refusal.describe();
+    let mut described = Problem::new(kind, detail, request_id);
+    match refusal {
+        Refusal::Throttled(wait) | Refusal::Unavailable(wait) => {
+            described.retry_after = Some(wait);
+        }
+        Refusal::Missing
+        | Refusal::Malformed
+        | Refusal::Unknown
+        | Refusal::Revoked
+        | Refusal::Expired
+        | Refusal::Internal => {}
+    }
+    let status =
+        StatusCode::from_u16(kind.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, described.document().to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    match refusal {
-        Refusal::Missing
-        | Refusal::Malformed
-        | Refusal::Unknown
-        | Refusal::Revoked
-        | Refusal::Expired => {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
-            );
-        }
-        Refusal::Throttled(wait) | Refusal::Unavailable(wait) => {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_seconds(wait)),
-            );
-        }
-        Refusal::Internal => {}
+    if refusal.is_authentication_failure() {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tokend-metrics\""),
+        );
+    }
+    if let Some(seconds) = described.retry_after_seconds() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     with_request_id(response, request_id)
-}
-
-/// Whole seconds, rounded up and at least one: an earlier retry is refused
-/// again.
-fn retry_after_seconds(wait: Duration) -> u64 {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    seconds.max(1)
 }
 
 /// The one place that chooses the metrics endpoint's answer to a core error.
