@@ -1,16 +1,18 @@
-//! The REST face, in progress: what the HTTP routes of `TokenService` are
-//! and how a request becomes the RPC's request message. The routes are read
-//! from the `google.api.http` option of each RPC in the descriptor set
-//! ([`routes`], their path templates in [`path_template`]); messages travel in the proto3 JSON mapping ([`json`]); a
-//! matched request decodes into its message ([`request`]). Nothing here
-//! answers a request yet: handlers, the error bodies of each wire format and
-//! the wiring into the HTTP listener come next.
+//! The REST face: the HTTP routes of `TokenService` on the HTTP listener.
+//! The routes are read from the `google.api.http` option of each RPC in the
+//! descriptor set ([`routes`], their path templates in [`path_template`]);
+//! messages travel in the proto3 JSON mapping ([`json`]); a matched request
+//! decodes into its message ([`request`]); [`serve`] admits, decodes, calls
+//! the core and answers; [`envelope`] gives each wire format its error body,
+//! built from the face-neutral problem the gRPC details are built from.
 
+pub mod envelope;
 pub mod google_api;
 pub mod json;
 pub mod path_template;
 pub mod request;
 pub mod routes;
+pub mod serve;
 
 use prost_reflect::DescriptorError;
 

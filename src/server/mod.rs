@@ -1,5 +1,6 @@
 //! Wiring: the store, the core, identity, the gRPC server (TokenService with
-//! its interceptor, health, reflection), the metrics listener, readiness and
+//! its interceptor, health, reflection), the HTTP listener (metrics and the
+//! REST face), readiness and
 //! bounded graceful shutdown. Everything here is given a checked
 //! [`ServerConfig`]; no setting is checked here.
 
@@ -25,6 +26,7 @@ use crate::domain::{Clock, SystemEntropy, TokenLifecycle};
 use crate::http_listener;
 use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
 use crate::metrics::{Metrics, OrgAuthentications, StatementKind};
+use crate::rest::{self, RestApi, serve::RestState};
 use crate::store::SeaStore;
 
 /// The readiness service name (docs/reference.md, "Health").
@@ -189,6 +191,17 @@ pub async fn start(
 
     let (callers, failed_auth) = admission(&config, &clock, &signals);
     let schema_ready = Arc::new(AtomicBool::new(false));
+    let rest_api = Arc::new(RestApi::load().map_err(|e| StartupError::part("REST routes", e))?);
+    let rest_state = RestState {
+        api: rest_api,
+        lifecycle: core.lifecycle.clone(),
+        clock: clock.clone(),
+        metrics: core.metrics.clone(),
+        verifier: config.jwt.verifier.clone(),
+        schema_ready: schema_ready.clone(),
+        callers: callers.clone(),
+        failed_auth: failed_auth.clone(),
+    };
     let grpc_server = grpc::serve(
         grpc_listener,
         config.grpc,
@@ -204,7 +217,13 @@ pub async fn start(
         },
         signals.stopped(),
     )?;
-    let http_router = metrics_router(&core, failed_auth, clock);
+    // The metrics paths first; every other path is the REST face's (which
+    // answers 404 or 405 itself).
+    let http_router = metrics_router(&core, failed_auth, clock).fallback_service(
+        axum::Router::new()
+            .fallback(rest::serve::handle::<SeaStore>)
+            .with_state(rest_state),
+    );
     let http_server =
         http_listener::serve(http_listener, http_router, config.http, signals.stopped());
 

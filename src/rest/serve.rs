@@ -1,0 +1,430 @@
+//! Serving the REST routes on the HTTP listener: every request is admitted
+//! exactly as a gRPC call is (schema ready, the per-address failed-auth
+//! budget, the bearer JWT, the per-caller rate limit), decoded into its RPC's
+//! request message, converted with the gRPC face's conversions into the
+//! core's input, and answered in its route's wire format. Errors become the
+//! face-neutral [`Problem`] and then the route's envelope ([`envelope`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
+use prost::{Message, Name};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::domain::audit::AuditContext;
+use crate::domain::error::{CallerRejection, FieldViolation, InvalidFields};
+use crate::domain::lifecycle::UNAVAILABLE_RETRY_AFTER;
+use crate::domain::problem::{METHOD_NOT_ALLOWED, NOT_SERVED, Problem, ROUTE_NOT_FOUND};
+use crate::domain::repository::TokenRepository;
+use crate::domain::request::{AuthenticateInput, RevokeInput};
+use crate::domain::validation::MAX_REPORTED_VIOLATIONS;
+use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
+use crate::grpc::{convert, proto};
+use crate::identity::{JwtVerifier, bearer_token};
+use crate::metrics::Metrics;
+use crate::request_id;
+use crate::rest::RestApi;
+use crate::rest::envelope::{APPLICATION_JSON, error_response, json_response, no_content};
+use crate::rest::request::RequestDecodeError;
+use crate::rest::routes::{MatchedRoute, RouteMatch, Rpc, WireFormat};
+
+/// What the REST handlers need: the same parts as the gRPC face.
+pub struct RestState<R> {
+    /// Routes and the JSON mapping.
+    pub api: Arc<RestApi>,
+    /// The core.
+    pub lifecycle: Arc<TokenLifecycle<R>>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The operator figures (revocations, authentications).
+    pub metrics: Arc<Metrics>,
+    /// Bearer JWT verification.
+    pub verifier: Arc<JwtVerifier>,
+    /// Set once migrations are applied.
+    pub schema_ready: Arc<AtomicBool>,
+    /// The per-caller rate limit.
+    pub callers: Arc<CallerRateLimiter>,
+    /// The per-address limit on failed authentications.
+    pub failed_auth: Arc<FailedAuthLimiter>,
+}
+
+// By hand: a derive would ask `R: Clone`.
+impl<R> Clone for RestState<R> {
+    fn clone(&self) -> Self {
+        RestState {
+            api: self.api.clone(),
+            lifecycle: self.lifecycle.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            verifier: self.verifier.clone(),
+            schema_ready: self.schema_ready.clone(),
+            callers: self.callers.clone(),
+            failed_auth: self.failed_auth.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for RestState<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestState").finish_non_exhaustive()
+    }
+}
+
+/// The handler of every path the metrics routes do not take (the router's
+/// fallback): finds the route, or answers 404 / 405 with `Allow`.
+pub async fn handle<R: TokenRepository>(
+    State(state): State<RestState<R>>,
+    request: Request,
+) -> Response<Body> {
+    let request_id = request_id::of_headers(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let api = state.api.clone();
+    let matched = match api.routes().find(&method, &path) {
+        RouteMatch::Found(matched) => matched,
+        RouteMatch::NotFound => {
+            let problem = Problem::new(
+                ROUTE_NOT_FOUND,
+                format!("no route for {path}"),
+                &request_id,
+            );
+            return error_response(WireFormat::ProtoJson, &problem);
+        }
+        RouteMatch::MethodNotAllowed { allowed } => {
+            let problem = Problem::new(
+                METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+                &request_id,
+            );
+            let mut response = error_response(WireFormat::ProtoJson, &problem);
+            let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+    };
+    let rpc = matched.route().rpc();
+    let format = rpc.wire_format();
+    let span = tracing::info_span!(
+        "rest",
+        request_id = %request_id,
+        rpc = rpc.method_name(),
+        org = tracing::field::Empty,
+        caller = tracing::field::Empty,
+    );
+    async move {
+        let peer: Option<IpAddr> = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        let caller = match admit(&state, request.headers(), peer) {
+            Ok(caller) => caller,
+            Err(error) => return failure(format, &error, &request_id),
+        };
+        let span = tracing::Span::current();
+        span.record("org", caller.org_id.as_str());
+        span.record("caller", caller.subject.as_str());
+        // The listener's body limit applies to the stream; past it this read
+        // fails.
+        let body = match to_bytes(request.into_body(), usize::MAX).await {
+            Ok(body) => body,
+            Err(_) => {
+                let error = invalid("body", "the request body could not be read (too large?)");
+                return failure(format, &error, &request_id);
+            }
+        };
+        let call = Call {
+            state: &state,
+            caller,
+            request_id: &request_id,
+            matched: &matched,
+            query: query.as_deref(),
+            body: &body,
+        };
+        match call.dispatch(rpc).await {
+            Ok(response) => response,
+            Err(error) => failure(format, &error, &request_id),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The envelope of a core error (logged once if it is the server's).
+fn failure(format: WireFormat, error: &ServiceError, request_id: &str) -> Response<Body> {
+    error_response(format, &Problem::logged(error, request_id))
+}
+
+fn invalid(location: &str, message: &str) -> ServiceError {
+    ServiceError::InvalidArgument(InvalidFields::one(FieldViolation::new(
+        location, message, "",
+    )))
+}
+
+/// The gRPC interceptor's admission, over HTTP headers: the schema is
+/// ready, the peer is within its failed-auth budget, the JWT verifies, the
+/// caller is within its rate.
+fn admit<R>(
+    state: &RestState<R>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Arc<Caller>, ServiceError> {
+    if !state.schema_ready.load(Ordering::Acquire) {
+        return Err(ServiceError::Unavailable {
+            retry_after: UNAVAILABLE_RETRY_AFTER,
+            source: "database schema not migrated yet".into(),
+        });
+    }
+    // Admitted, the attempt has already spent one failure of its peer's
+    // budget: it is given back below unless the JWT is refused.
+    let attempt = match peer.map(|peer| state.failed_auth.admit(peer)) {
+        None => None,
+        Some(Ok(attempt)) => Some(attempt),
+        Some(Err(throttled)) => {
+            return Err(ServiceError::RateLimited {
+                retry_after: throttled.retry_after,
+                subject: format!("peer {} (failed authentications)", throttled.peer),
+            });
+        }
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let verified = match presented {
+        None => Err(CallerRejection::Missing),
+        Some(jwt) => state.verifier.verify(jwt, state.clock.now().timestamp()),
+    };
+    match verified {
+        Ok(caller) => {
+            if let Some(attempt) = attempt {
+                attempt.refund();
+            }
+            state.callers.check(&caller)?;
+            Ok(caller)
+        }
+        // `attempt` is not refunded: the reserved failure stays spent.
+        Err(rejection) => Err(ServiceError::Unauthenticated(rejection)),
+    }
+}
+
+/// A bad request as the core's validation error: every bad value, each
+/// once, at most [`MAX_REPORTED_VIOLATIONS`] listed; secrets not echoed.
+fn decode_error(error: RequestDecodeError) -> ServiceError {
+    match error {
+        RequestDecodeError::MalformedBody(_)
+        | RequestDecodeError::BodyNotObject
+        | RequestDecodeError::BodyNotAllowed => invalid("body", &error.to_string()),
+        RequestDecodeError::Fields(violations) => {
+            let count = violations.len();
+            let listed: Vec<FieldViolation> = violations
+                .into_iter()
+                .take(MAX_REPORTED_VIOLATIONS)
+                .map(|v| {
+                    let echoed = match (&v.received, v.field.as_str()) {
+                        // A secret is never echoed.
+                        (_, "secret") | (serde_json::Value::Null, _) => String::new(),
+                        (serde_json::Value::String(text), _) => text.clone(),
+                        (other, _) => other.to_string(),
+                    };
+                    FieldViolation::new(v.field, v.message, &echoed)
+                })
+                .collect();
+            let unlisted = count - listed.len();
+            ServiceError::InvalidArgument(InvalidFields { listed, unlisted })
+        }
+        RequestDecodeError::Typed(error) => ServiceError::Internal(Box::new(error)),
+    }
+}
+
+/// One admitted request.
+struct Call<'a, R> {
+    state: &'a RestState<R>,
+    caller: Arc<Caller>,
+    request_id: &'a str,
+    matched: &'a MatchedRoute<'a>,
+    query: Option<&'a str>,
+    body: &'a [u8],
+}
+
+impl<R: TokenRepository> Call<'_, R> {
+    fn decode<T: Message + Default + Name>(&self) -> Result<T, ServiceError> {
+        self.matched
+            .decode_as::<T>(self.query, self.body)
+            .map_err(decode_error)
+    }
+
+    fn audit(&self) -> AuditContext {
+        AuditContext {
+            actor: self.caller.subject.clone(),
+            request_id: self.request_id.to_owned(),
+            now: self.state.clock.now(),
+        }
+    }
+
+    /// 200 with `message` in the proto3 JSON mapping.
+    fn message<T: Message + Name>(&self, message: &T) -> Result<Response<Body>, ServiceError> {
+        let json = self
+            .state
+            .api
+            .json()
+            .to_json(message)
+            .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+        let mut response = Response::new(Body::from(json));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+        Ok(crate::rest::envelope::with_request_id(
+            response,
+            self.request_id,
+        ))
+    }
+
+    /// Every RPC, matched exhaustively.
+    async fn dispatch(&self, rpc: Rpc) -> Result<Response<Body>, ServiceError> {
+        match rpc {
+            Rpc::CreateToken => {
+                let input = convert::create_token_input(self.decode()?);
+                let (token, secret) = self
+                    .state
+                    .lifecycle
+                    .create_token(&self.caller, &self.audit(), input)
+                    .await?;
+                self.message(&proto::CreateTokenResponse {
+                    token: Some(convert::token(&token)),
+                    secret: secret.expose().to_owned(),
+                })
+            }
+            Rpc::GetToken => {
+                let request: proto::GetTokenRequest = self.decode()?;
+                let token = self
+                    .state
+                    .lifecycle
+                    .get_token(&self.caller, request.id)
+                    .await?;
+                self.message(&proto::GetTokenResponse {
+                    token: Some(convert::token(&token)),
+                })
+            }
+            Rpc::ListTokens => {
+                let input = convert::list_tokens_input(self.decode()?);
+                let page = self
+                    .state
+                    .lifecycle
+                    .list_tokens(&self.caller, self.state.clock.now(), input)
+                    .await?;
+                self.message(&proto::ListTokensResponse {
+                    tokens: page.items.iter().map(convert::token).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            Rpc::RevokeScrapeToken => {
+                let request: proto::RevokeScrapeTokenRequest = self.decode()?;
+                let input = RevokeInput::Scrape {
+                    id: request.id,
+                    reason: request.reason,
+                };
+                self.revoke(input).await?;
+                Ok(no_content(self.request_id))
+            }
+            Rpc::RevokePersonalAccessToken => {
+                let request: proto::RevokePersonalAccessTokenRequest = self.decode()?;
+                let input = RevokeInput::PersonalAccess {
+                    token_id: request.token_id,
+                    reason: request.reason,
+                };
+                self.revoke(input).await?;
+                Ok(no_content(self.request_id))
+            }
+            Rpc::RevokeServiceAccountToken => {
+                let request: proto::RevokeServiceAccountTokenRequest = self.decode()?;
+                let input = RevokeInput::ServiceAccount {
+                    service_account_slug: request.service_account_slug,
+                    token_slug: request.token_slug,
+                    reason: request.reason,
+                };
+                self.revoke(input).await?;
+                Ok(no_content(self.request_id))
+            }
+            Rpc::DeleteWorkspaceApiKey => {
+                let request: proto::DeleteWorkspaceApiKeyRequest = self.decode()?;
+                let input = RevokeInput::WorkspaceApiKey {
+                    workspace_id: request.workspace_id,
+                    key_name: request.key_name,
+                    reason: request.reason,
+                };
+                let token = self.revoke(input).await?;
+                let body = json!({
+                    "keyName": token.name,
+                    "workspaceId": token.workspace_id,
+                });
+                Ok(json_response(200, APPLICATION_JSON, &body, self.request_id))
+            }
+            Rpc::AuthenticateToken => {
+                let request: proto::AuthenticateTokenRequest = self.decode()?;
+                let input = AuthenticateInput {
+                    secret: request.secret,
+                    required_scopes: request.required_scopes,
+                };
+                let result = self
+                    .state
+                    .lifecycle
+                    .authenticate_token(&self.caller, self.state.clock.now(), input)
+                    .await;
+                self.state.metrics.record_authentication(&result);
+                self.message(&proto::AuthenticateTokenResponse {
+                    token: Some(convert::token(&result?)),
+                })
+            }
+            Rpc::ListAuditEvents => {
+                let input = convert::list_audit_events_input(self.decode()?);
+                let page = self
+                    .state
+                    .lifecycle
+                    .list_audit_events(&self.caller, input)
+                    .await?;
+                self.message(&proto::ListAuditEventsResponse {
+                    audit_events: page.items.iter().map(convert::audit_event).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+            Rpc::RotateToken
+            | Rpc::RevokeTokenBySecret
+            | Rpc::RevokeTokens
+            | Rpc::GetTokenPolicy
+            | Rpc::UpdateTokenPolicy => Ok(not_served(rpc, self.request_id)),
+        }
+    }
+
+    async fn revoke(&self, input: RevokeInput) -> Result<proto::Token, ServiceError> {
+        let revoked = self
+            .state
+            .lifecycle
+            .revoke_token(&self.caller, &self.audit(), input)
+            .await?;
+        if revoked.newly_revoked {
+            self.state.metrics.record_revocation(revoked.token.kind);
+        }
+        Ok(convert::token(&revoked.token))
+    }
+}
+
+/// 501 problem+json for an RPC whose core is not built yet (its gRPC twin
+/// answers UNIMPLEMENTED). Serving one is a match arm in
+/// [`Call::dispatch`] like its neighbours'.
+fn not_served(rpc: Rpc, request_id: &str) -> Response<Body> {
+    let problem = Problem::new(
+        NOT_SERVED,
+        format!("{} is not served yet", rpc.method_name()),
+        request_id,
+    );
+    error_response(WireFormat::ProtoJson, &problem)
+}
