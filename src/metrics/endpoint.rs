@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use crate::admission::failed_auth::FailedAuthLimiter;
 use crate::domain::error::TokenRejection;
 use crate::domain::problem::{Problem, ProblemKind, TOKEN_MISSING, problem_kind};
-use crate::domain::secret::MalformedSecret;
 use crate::domain::repository::TokenRepository;
+use crate::domain::secret::MalformedSecret;
 use crate::domain::{AcceptedFamilies, Clock, ServiceError, Token, TokenKind, TokenLifecycle};
 use crate::identity::bearer_token;
 use crate::metrics::{Metrics, OrgAuthentications, render_tenant};
@@ -147,7 +147,10 @@ impl Refusal {
     fn describe(self) -> (ProblemKind, &'static str) {
         let rejected = |why| problem_kind(&ServiceError::TokenRejected(why));
         match self {
-            Refusal::Missing => (TOKEN_MISSING, "a scrape token is required as a bearer token"),
+            Refusal::Missing => (
+                TOKEN_MISSING,
+                "a scrape token is required as a bearer token",
+            ),
             Refusal::Malformed => (
                 rejected(TokenRejection::Malformed(MalformedSecret::BadBody)),
                 "the bearer token is not a tokend secret",

@@ -23,7 +23,9 @@ pub const AWS_ERROR_TYPE_HEADER: &str = "x-amzn-ErrorType";
 /// The response for `problem` in `format`.
 pub fn error_response(format: WireFormat, problem: &Problem) -> Response<Body> {
     let (content_type, body, aws_type) = match format {
-        WireFormat::ProtoJson | WireFormat::ScrapeTokens => (PROBLEM_JSON, problem.document(), None),
+        WireFormat::ProtoJson | WireFormat::ScrapeTokens => {
+            (PROBLEM_JSON, problem.document(), None)
+        }
         WireFormat::PersonalAccessTokens => (APPLICATION_JSON, personal_access(problem), None),
         WireFormat::ServiceAccountTokens => (PROBLEM_JSON, service_account(problem), None),
         WireFormat::WorkspaceApiKeys => {
@@ -31,7 +33,12 @@ pub fn error_response(format: WireFormat, problem: &Problem) -> Response<Body> {
             (APPLICATION_JSON, body, Some(error_type))
         }
     };
-    let mut response = json_response(problem.kind.http_status, content_type, &body, &problem.request_id);
+    let mut response = json_response(
+        problem.kind.http_status,
+        content_type,
+        &body,
+        &problem.request_id,
+    );
     let headers = response.headers_mut();
     if let Some(error_type) = aws_type {
         headers.insert(AWS_ERROR_TYPE_HEADER, HeaderValue::from_static(error_type));
@@ -53,7 +60,8 @@ pub fn json_response(
     request_id: &str,
 ) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

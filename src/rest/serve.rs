@@ -90,11 +90,8 @@ pub async fn handle<R: TokenRepository>(
     let matched = match api.routes().find(&method, &path) {
         RouteMatch::Found(matched) => matched,
         RouteMatch::NotFound => {
-            let problem = Problem::new(
-                ROUTE_NOT_FOUND,
-                format!("no route for {path}"),
-                &request_id,
-            );
+            let problem =
+                Problem::new(ROUTE_NOT_FOUND, format!("no route for {path}"), &request_id);
             return error_response(WireFormat::ProtoJson, &problem);
         }
         RouteMatch::MethodNotAllowed { allowed } => {
@@ -279,9 +276,10 @@ impl<R: TokenRepository> Call<'_, R> {
             .to_json(message)
             .map_err(|e| ServiceError::Internal(Box::new(e)))?;
         let mut response = Response::new(Body::from(json));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(APPLICATION_JSON),
+        );
         Ok(crate::rest::envelope::with_request_id(
             response,
             self.request_id,
