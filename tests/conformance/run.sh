@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Conformance check of a tokend binary as its clients see it: grpcurl 1.8.6
-# (reflection v1alpha, health, error details by name) and a grpcio client
-# (check_details.py: rich error details resolved through reflection).
+# (reflection v1alpha, health, error details by name), a grpcio client
+# (check_details.py: rich error details resolved through reflection) and the
+# REST face through the vendors' SDKs (check_rest_sdks.py: datadog-api-client,
+# boto3's grafana client).
 #
 #   bash tests/conformance/run.sh path/to/tokend
 #
@@ -218,6 +220,17 @@ py_checks=$(sed -n 's/^check_details: \([0-9][0-9]*\) checks passed.*/\1/p' <<<"
 [[ -n $py_checks ]] || fail "check_details.py printed no summary"
 known=$(sed -n 's/.*, \([0-9][0-9]*\) known issue(s) tolerated$/\1/p' <<<"$summary")
 checks=$((checks + py_checks))
+
+# --- The REST face through the vendors' SDKs --------------------------------
+sdk_out="$workdir/rest-sdks.out"
+echo "conformance: check_rest_sdks.py (datadog-api-client, boto3 grafana)"
+rc=0
+"$python" "$here/check_rest_sdks.py" --http-addr "$http_addr" --tokend "$tokend" --data-dir "$workdir/data" >"$sdk_out" 2>&1 || rc=$?
+cat "$sdk_out"
+[[ $rc -eq 0 ]] || fail "check_rest_sdks.py failed (exit $rc)"
+sdk_checks=$(sed -n 's/^check_rest_sdks: \([0-9][0-9]*\) checks passed$/\1/p' <<<"$(tail -n 1 "$sdk_out")")
+[[ -n $sdk_checks ]] || fail "check_rest_sdks.py printed no summary"
+checks=$((checks + sdk_checks))
 
 # --- Graceful stop ---------------------------------------------------------
 pid=$tokend_pid
