@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's grpcurl tour verbatim against the release binary, started
+# Runs the README's grpcurl and curl tour verbatim against the release binary, started
 # the way the README says (`cargo run --release`, no settings, from the
 # repository root). Usage: bash tests/readme_tour.sh [path/to/grpcurl-dir]
 set -euo pipefail
@@ -48,5 +48,6 @@ out=$(bash -euo pipefail "$tour" 2>&1) || { echo "$out"; echo "readme-tour: FAIL
 echo "$out" | tail -n 20
 # What the tour must show: a revoked token rejected, and the audit trail.
 grep -q 'TOKEN_REVOKED' <<<"$out" || { echo "readme-tour: no TOKEN_REVOKED in the output" >&2; exit 1; }
+grep -q 'urn:tokend:problem:token-revoked' <<<"$out" || { echo "readme-tour: the REST face's problem+json is missing" >&2; exit 1; }
 grep -q 'workspace_api_key_deleted' <<<"$out" || { echo "readme-tour: audit trail incomplete" >&2; exit 1; }
 echo "readme-tour: the README tour ran verbatim"

@@ -1,5 +1,6 @@
-//! The one error type the core returns. `grpc::status` turns it into a gRPC
-//! status with one exhaustive match; nothing else chooses codes.
+//! The one error type the core returns. `domain::problem` describes it once
+//! for every face (type, title, HTTP status, reason); `grpc::status` chooses
+//! its gRPC code with one exhaustive match and the REST face its envelope.
 
 use std::time::Duration;
 

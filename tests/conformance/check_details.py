@@ -17,7 +17,7 @@ the zero-config secret kept there. Prints one line per check and, last,
 `check_details: N checks passed` (or the failures); exits 1 on any failure.
 
 The expected catalogue below is the one docs/errors.md documents; keep them
-in step with src/grpc/status.rs.
+in step with src/domain/problem.rs and src/grpc/status.rs.
 """
 
 from __future__ import annotations
