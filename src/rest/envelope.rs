@@ -20,9 +20,21 @@ pub const APPLICATION_JSON: &str = "application/json";
 /// The header the AWS SDKs read an error's code from.
 pub const AWS_ERROR_TYPE_HEADER: &str = "x-amzn-ErrorType";
 
-/// The response for `problem` in `format`.
-pub fn error_response(format: WireFormat, problem: &Problem) -> Response<Body> {
-    let (content_type, body, aws_type) = match format {
+/// One error body: its content type, the JSON and, for the AWS format, its
+/// `x-amzn-ErrorType`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorBody {
+    /// `application/problem+json` or `application/json`.
+    pub content_type: &'static str,
+    /// The document.
+    pub json: Value,
+    /// The AWS error type (the workspace API keys' format only).
+    pub aws_error_type: Option<&'static str>,
+}
+
+/// The body for `problem` in `format`.
+pub fn error_body(format: WireFormat, problem: &Problem) -> ErrorBody {
+    let (content_type, json, aws_error_type) = match format {
         WireFormat::ProtoJson | WireFormat::ScrapeTokens => {
             (PROBLEM_JSON, problem.document(), None)
         }
@@ -33,6 +45,20 @@ pub fn error_response(format: WireFormat, problem: &Problem) -> Response<Body> {
             (APPLICATION_JSON, body, Some(error_type))
         }
     };
+    ErrorBody {
+        content_type,
+        json,
+        aws_error_type,
+    }
+}
+
+/// The response for `problem` in `format`.
+pub fn error_response(format: WireFormat, problem: &Problem) -> Response<Body> {
+    let ErrorBody {
+        content_type,
+        json: body,
+        aws_error_type: aws_type,
+    } = error_body(format, problem);
     let mut response = json_response(
         problem.kind.http_status,
         content_type,
@@ -161,4 +187,141 @@ fn workspace(problem: &Problem) -> (&'static str, Value) {
         _ => "InternalServerException",
     };
     (error_type, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::domain::error::{
+        CallerRejection, FieldViolation, InvalidFields, ResourceRef, ServiceError, TokenRejection,
+    };
+    use crate::domain::secret::MalformedSecret;
+    use crate::grpc::proto;
+    use crate::grpc::status::to_status;
+
+    fn violation() -> impl Strategy<Value = FieldViolation> {
+        ("[a-z_]{1,12}", "[ -~]{1,40}", "[ -~é…]{0,80}")
+            .prop_map(|(location, message, value)| FieldViolation::new(location, message, &value))
+    }
+
+    fn service_error() -> impl Strategy<Value = ServiceError> {
+        let resource = "[a-z0-9/]{1,30}".prop_map(ResourceRef::token);
+        prop_oneof![
+            (proptest::collection::vec(violation(), 1..=10), 0usize..5).prop_map(
+                |(listed, unlisted)| ServiceError::InvalidArgument(InvalidFields {
+                    listed,
+                    unlisted
+                })
+            ),
+            prop_oneof![
+                Just(CallerRejection::Missing),
+                Just(CallerRejection::Invalid),
+                Just(CallerRejection::Expired)
+            ]
+            .prop_map(ServiceError::Unauthenticated),
+            prop_oneof![
+                Just(TokenRejection::Revoked),
+                Just(TokenRejection::Expired),
+                Just(TokenRejection::Unknown),
+                Just(TokenRejection::Malformed(MalformedSecret::BadChecksum)),
+                Just(TokenRejection::Malformed(MalformedSecret::Empty)),
+            ]
+            .prop_map(ServiceError::TokenRejected),
+            prop_oneof![Just("user_app_keys"), Just("tokens_introspect")]
+                .prop_map(|permission| ServiceError::PermissionDenied { permission }),
+            proptest::collection::vec("[a-z:]{1,10}", 1..4)
+                .prop_map(|missing| ServiceError::ScopeMissing { missing }),
+            resource.clone().prop_map(ServiceError::NotFound),
+            resource.prop_map(ServiceError::AlreadyExists),
+            (0u64..100_000, "[a-z/]{1,20}").prop_map(|(ms, subject)| ServiceError::RateLimited {
+                retry_after: Duration::from_millis(ms),
+                subject,
+            }),
+            (0u64..100_000).prop_map(|ms| ServiceError::Unavailable {
+                retry_after: Duration::from_millis(ms),
+                source: "down".into(),
+            }),
+            Just(()).prop_map(|()| ServiceError::Internal("broken".into())),
+        ]
+    }
+
+    /// The `tokend.v1.Problem` detail of a status.
+    fn grpc_problem(status: &tonic::Status) -> proto::Problem {
+        let decoded = tonic_types::pb::Status::decode(status.details()).expect("details");
+        decoded
+            .details
+            .iter()
+            .find_map(|any| any.to_msg::<proto::Problem>().ok())
+            .expect("a Problem detail")
+    }
+
+    proptest! {
+        /// The gRPC `Problem` detail and every REST body carry the same
+        /// type, title, status, detail and errors: both are built from one
+        /// `Problem` value.
+        #[test]
+        fn grpc_and_rest_bodies_agree(error in service_error(), request_id in "[ -~]{1,40}") {
+            let grpc = grpc_problem(&to_status(&error, &request_id));
+            let problem = Problem::of(&error, &request_id);
+            let errors: Vec<Value> = grpc
+                .errors
+                .iter()
+                .map(|e| json!({"location": e.location, "message": e.message, "value": e.value}))
+                .collect();
+            for format in [WireFormat::ProtoJson, WireFormat::ScrapeTokens, WireFormat::ServiceAccountTokens] {
+                let body = error_body(format, &problem);
+                prop_assert_eq!(body.content_type, PROBLEM_JSON);
+                let json = body.json;
+                prop_assert_eq!(&json["type"], &json!(grpc.r#type));
+                prop_assert_eq!(&json["title"], &json!(grpc.title));
+                prop_assert_eq!(&json["status"], &json!(grpc.status));
+                prop_assert_eq!(&json["detail"], &json!(grpc.detail));
+                prop_assert_eq!(&json["instance"], &json!(grpc.instance));
+                prop_assert_eq!(&json["requestId"], &json!(grpc.request_id));
+                let listed = json["errors"].as_array().cloned().unwrap_or_default();
+                prop_assert_eq!(listed.len(), errors.len());
+                for (rest, grpc) in listed.iter().zip(&errors) {
+                    prop_assert_eq!(&rest["location"], &grpc["location"]);
+                    prop_assert_eq!(&rest["message"], &grpc["message"]);
+                    let value = grpc["value"].as_str().unwrap_or_default();
+                    if value.is_empty() && format == WireFormat::ServiceAccountTokens {
+                        prop_assert_eq!(&rest["value"], &Value::Null);
+                    } else {
+                        prop_assert_eq!(&rest["value"], &grpc["value"]);
+                    }
+                }
+            }
+            let full = error_body(WireFormat::ProtoJson, &problem).json;
+            prop_assert_eq!(&full["errors"], &Value::Array(errors.clone()));
+            #[allow(deprecated)]
+            let legacy: serde_json::Map<String, Value> = grpc
+                .details
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            prop_assert_eq!(&full["details"], &Value::Object(legacy));
+            #[allow(deprecated)]
+            let legacy_error = json!(grpc.error);
+            prop_assert_eq!(&full["error"], &legacy_error);
+
+            // The two other formats: the same status and detail.
+            let personal = error_body(WireFormat::PersonalAccessTokens, &problem).json;
+            let strings = personal["errors"].as_array().cloned().unwrap_or_default();
+            if grpc.errors.is_empty() {
+                prop_assert_eq!(strings, vec![json!(grpc.detail)]);
+            } else {
+                prop_assert_eq!(strings.len(), grpc.errors.len());
+            }
+            let aws = error_body(WireFormat::WorkspaceApiKeys, &problem);
+            prop_assert_eq!(&aws.json["message"], &json!(grpc.detail));
+            prop_assert!(aws.aws_error_type.is_some());
+            let response = error_response(WireFormat::WorkspaceApiKeys, &problem);
+            prop_assert_eq!(i32::from(response.status().as_u16()), grpc.status);
+        }
+    }
 }

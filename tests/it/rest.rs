@@ -290,6 +290,17 @@ async fn revoke_seed_endpoints_in_their_formats(backend: Backend) -> TestResult 
     Ok(())
 }
 
+/// One error row: its name, the target, the Authorization header, the
+/// status, reason and the bad field with the value it must echo.
+type ErrorRow<'a> = (
+    &'a str,
+    String,
+    Option<String>,
+    u16,
+    &'a str,
+    Option<(&'a str, Value)>,
+);
+
 async fn seed_endpoint_errors_in_their_family_envelopes(backend: Backend) -> TestResult {
     let server = TestServer::start(backend).await;
     let admin = server.admin("acme");
@@ -304,14 +315,7 @@ async fn seed_endpoint_errors_in_their_family_envelopes(backend: Backend) -> Tes
             .token
             .expect("token");
         let path = family.path(&created);
-        let rows: Vec<(
-            &str,
-            String,
-            Option<String>,
-            u16,
-            &str,
-            Option<(&str, Value)>,
-        )> = vec![
+        let rows: Vec<ErrorRow> = vec![
             (
                 "bad field",
                 format!("{path}?reason={bad_reason}"),
