@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -117,7 +118,8 @@ pub async fn handle<R: TokenRepository>(
         org = tracing::field::Empty,
         caller = tracing::field::Empty,
     );
-    async move {
+    let started = Instant::now();
+    let answer = async move {
         let peer: Option<IpAddr> = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -150,9 +152,20 @@ pub async fn handle<R: TokenRepository>(
             Ok(response) => response,
             Err(error) => failure(format, &error, &request_id),
         }
-    }
-    .instrument(span)
-    .await
+    };
+    let response = answer.instrument(span.clone()).await;
+    // As gRPC's "rpc finished": a successful AuthenticateToken (the hot
+    // path) logs at debug, every other request at info.
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status < 300 && rpc == Rpc::AuthenticateToken {
+            tracing::debug!(status, latency_ms, "rest request finished");
+        } else {
+            tracing::info!(status, latency_ms, "rest request finished");
+        }
+    });
+    response
 }
 
 /// The envelope of a core error (logged once if it is the server's).
