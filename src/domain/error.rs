@@ -36,6 +36,10 @@ pub struct FieldViolation {
     pub message: String,
     /// The value received, truncated; empty for secrets.
     pub value: String,
+    /// The value as the JSON the request carried, when it was not a string
+    /// (a number, a boolean, an array…) and is short enough to echo whole;
+    /// the REST face's decoding sets it, the core never does.
+    pub received_json: Option<serde_json::Value>,
 }
 
 /// Values echoed in error details are cut to this many bytes so that the
@@ -60,7 +64,14 @@ impl FieldViolation {
             location: location.into(),
             message: message.into(),
             value: echoed,
+            received_json: None,
         }
+    }
+
+    /// The same violation, with the JSON value received.
+    pub fn with_received_json(mut self, received: serde_json::Value) -> Self {
+        self.received_json = Some(received);
+        self
     }
 }
 

@@ -232,6 +232,7 @@ impl Problem {
                         location: UNLISTED_FIELDS_LOCATION.to_owned(),
                         message: format!("{} more invalid field(s) not listed", fields.unlisted),
                         value: String::new(),
+                        received_json: None,
                     });
                 }
                 problem

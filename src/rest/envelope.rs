@@ -125,16 +125,17 @@ fn personal_access(problem: &Problem) -> Value {
 }
 
 /// problem+json with `errors` as `[{location, message, value}]`, `value`
-/// the value received or null when none is echoed (a secret, or none).
+/// the JSON value received (a string unless the request's JSON carried
+/// another type), or null when none is echoed (a secret, or none).
 fn service_account(problem: &Problem) -> Value {
     let errors: Vec<Value> = problem
         .errors
         .iter()
         .map(|e| {
-            let value = if e.value.is_empty() {
-                Value::Null
-            } else {
-                Value::String(e.value.clone())
+            let value = match &e.received_json {
+                Some(received) => received.clone(),
+                None if e.value.is_empty() => Value::Null,
+                None => Value::String(e.value.clone()),
             };
             json!({"location": e.location, "message": e.message, "value": value})
         })
@@ -289,7 +290,7 @@ mod tests {
                     prop_assert_eq!(&rest["location"], &grpc["location"]);
                     prop_assert_eq!(&rest["message"], &grpc["message"]);
                     let value = grpc["value"].as_str().unwrap_or_default();
-                    if value.is_empty() && format == WireFormat::ServiceAccountTokens {
+                    if format == WireFormat::ServiceAccountTokens && value.is_empty() {
                         prop_assert_eq!(&rest["value"], &Value::Null);
                     } else {
                         prop_assert_eq!(&rest["value"], &grpc["value"]);

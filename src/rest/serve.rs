@@ -19,7 +19,9 @@ use tracing::Instrument;
 
 use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
 use crate::domain::audit::AuditContext;
-use crate::domain::error::{CallerRejection, FieldViolation, InvalidFields};
+use crate::domain::error::{
+    CallerRejection, FieldViolation, InvalidFields, MAX_ECHOED_VALUE_BYTES,
+};
 use crate::domain::lifecycle::UNAVAILABLE_RETRY_AFTER;
 use crate::domain::problem::{METHOD_NOT_ALLOWED, NOT_SERVED, Problem, ROUTE_NOT_FOUND};
 use crate::domain::repository::TokenRepository;
@@ -239,13 +241,22 @@ fn decode_error(error: RequestDecodeError) -> ServiceError {
                 .into_iter()
                 .take(MAX_REPORTED_VIOLATIONS)
                 .map(|v| {
-                    let echoed = match (&v.received, v.field.as_str()) {
+                    let violation =
+                        |echoed: &str| FieldViolation::new(&v.field, &v.message, echoed);
+                    match &v.received {
                         // A secret is never echoed.
-                        (_, "secret") | (serde_json::Value::Null, _) => String::new(),
-                        (serde_json::Value::String(text), _) => text.clone(),
-                        (other, _) => other.to_string(),
-                    };
-                    FieldViolation::new(v.field, v.message, &echoed)
+                        _ if v.field == "secret" => violation(""),
+                        serde_json::Value::Null => violation(""),
+                        serde_json::Value::String(text) => violation(text),
+                        other => {
+                            let text = other.to_string();
+                            if text.len() <= MAX_ECHOED_VALUE_BYTES {
+                                violation(&text).with_received_json(other.clone())
+                            } else {
+                                violation(&text)
+                            }
+                        }
+                    }
                 })
                 .collect();
             let unlisted = count - listed.len();

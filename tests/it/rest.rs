@@ -377,6 +377,59 @@ async fn seed_endpoint_errors_in_their_family_envelopes(backend: Backend) -> Tes
     Ok(())
 }
 
+async fn undecodable_values_are_invalid_field_in_each_format(backend: Backend) -> TestResult {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("acme");
+    let bearer = format!("Bearer {admin}");
+    let mut client = server.client();
+    for family in FAMILIES {
+        let created = client
+            .create_token(authed(family.create("deploy"), &admin))
+            .await?
+            .into_inner()
+            .token
+            .expect("token");
+        // A number where the proto has a string: the JSON value is echoed as
+        // received (a number) where the format has a `value`.
+        let request_id = format!("rest-decode-{family:?}");
+        let response = call(
+            server.http_addr,
+            "DELETE",
+            &family.path(&created),
+            &[("authorization", &bearer), ("x-request-id", &request_id)],
+            Some(r#"{"reason": 5}"#),
+        )
+        .await;
+        assert_error(
+            family,
+            &response,
+            400,
+            "INVALID_FIELD",
+            &request_id,
+            Some(("reason", json!(5))),
+        );
+    }
+    // A path value of the wrong type.
+    let response = call(
+        server.http_addr,
+        "DELETE",
+        "/api/integrations/prometheus-tokens/abc",
+        &[("authorization", &bearer), ("x-request-id", "rest-decode-id")],
+        None,
+    )
+    .await;
+    assert_error(
+        Family::Scrape,
+        &response,
+        400,
+        "INVALID_FIELD",
+        "rest-decode-id",
+        Some(("id", json!("abc"))),
+    );
+    assert_eq!(response.json()["errors"][0]["value"], "abc");
+    Ok(())
+}
+
 async fn rate_limited_seed_calls_carry_retry_after(backend: Backend) -> TestResult {
     let server = TestServer::start_with(
         backend,
@@ -626,6 +679,7 @@ async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> Test
 crate::backend_tests!(
     revoke_seed_endpoints_in_their_formats,
     seed_endpoint_errors_in_their_family_envelopes,
+    undecodable_values_are_invalid_field_in_each_format,
     rate_limited_seed_calls_carry_retry_after,
     v1_round_trip_create_get_list_authenticate_revoke,
     unknown_paths_wrong_methods_and_unserved_rpcs,
