@@ -1,4 +1,4 @@
-//! The HTTP/1.1 listener (metrics), with the limits `axum::serve` lacks: a
+//! The HTTP/1.1 listener (metrics and the REST face), with the limits `axum::serve` lacks: a
 //! header read timeout (which also closes idle keep-alive connections), a
 //! cap on open connections, a request body limit and a per-request timeout.
 //! Each request carries its peer's address (`ConnectInfo<SocketAddr>`) for

@@ -3,7 +3,7 @@
 //! Layers (see ARCHITECTURE.md): [`grpc`] is the tonic transport, [`domain`]
 //! the core with no tonic or sea-orm in it, [`store`] the sea-orm storage.
 //! [`identity`] verifies caller JWTs, [`metrics`] serves Prometheus figures,
-//! [`rest`] holds the REST face's routes and JSON mapping (not served yet),
+//! [`rest`] serves the REST face (JSON over HTTP) beside the metrics,
 //! [`server`] wires everything, [`config`] holds the command line, [`data_dir`]
 //! keeps the data folder private.
 

@@ -154,7 +154,7 @@ pub struct ServeArgs {
     /// gRPC listen address.
     #[arg(long = Setting::GrpcAddr.long(), env = Setting::GrpcAddr.env(), default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
-    /// HTTP metrics listen address.
+    /// HTTP listen address (metrics and the REST face).
     #[arg(long = Setting::HttpAddr.long(), env = Setting::HttpAddr.env(), default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
     /// Calls per second per caller (0: no limit).

@@ -39,7 +39,7 @@ pub const LIVENESS_SERVICE: &str = "";
 pub struct ServerHandle {
     /// Where gRPC listens.
     pub grpc_addr: SocketAddr,
-    /// Where the metrics listener listens.
+    /// Where the HTTP listener (metrics, REST face) listens.
     pub http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
