@@ -414,7 +414,10 @@ async fn undecodable_values_are_invalid_field_in_each_format(backend: Backend) -
         server.http_addr,
         "DELETE",
         "/api/integrations/prometheus-tokens/abc",
-        &[("authorization", &bearer), ("x-request-id", "rest-decode-id")],
+        &[
+            ("authorization", &bearer),
+            ("x-request-id", "rest-decode-id"),
+        ],
         None,
     )
     .await;
@@ -512,6 +515,64 @@ async fn database_unavailable_is_503_with_retry_after_in_every_format() -> TestR
     assert_eq!(response.status, 503);
     assert_eq!(response.json()["reason"], "DATABASE_UNAVAILABLE");
     assert!(response.header("retry-after").is_some());
+    Ok(())
+}
+
+async fn failed_authentications_spend_the_shared_per_address_budget(
+    backend: Backend,
+) -> TestResult {
+    let server = TestServer::start_with(
+        backend,
+        &[
+            "--auth-failures-per-minute",
+            "1",
+            "--auth-failure-burst",
+            "2",
+        ],
+    )
+    .await;
+    let path = Family::Scrape.missing_path();
+    for _ in 0..2 {
+        let refused = call(
+            server.http_addr,
+            "DELETE",
+            &path,
+            &[("authorization", "Bearer not.a.jwt")],
+            None,
+        )
+        .await;
+        assert_eq!(refused.status, 401, "{refused:?}");
+    }
+    // Over the budget: refused before the JWT is looked at, good or not.
+    let bearer = format!("Bearer {}", server.admin("acme"));
+    let throttled = call(
+        server.http_addr,
+        "DELETE",
+        &path,
+        &[
+            ("authorization", &bearer),
+            ("x-request-id", "rest-peer-throttled"),
+        ],
+        None,
+    )
+    .await;
+    assert_error(
+        Family::Scrape,
+        &throttled,
+        429,
+        "RATE_LIMITED",
+        "rest-peer-throttled",
+        None,
+    );
+    // The same budget as gRPC's interceptor.
+    let grpc = server
+        .client()
+        .list_tokens(authed(
+            tokend::grpc::proto::ListTokensRequest::default(),
+            &server.admin("acme"),
+        ))
+        .await;
+    expect_error(grpc, tonic::Code::ResourceExhausted, "RATE_LIMITED");
     Ok(())
 }
 
@@ -681,6 +742,7 @@ crate::backend_tests!(
     seed_endpoint_errors_in_their_family_envelopes,
     undecodable_values_are_invalid_field_in_each_format,
     rate_limited_seed_calls_carry_retry_after,
+    failed_authentications_spend_the_shared_per_address_budget,
     v1_round_trip_create_get_list_authenticate_revoke,
     unknown_paths_wrong_methods_and_unserved_rpcs,
 );
