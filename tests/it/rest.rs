@@ -690,7 +690,7 @@ async fn v1_round_trip_create_get_list_authenticate_revoke(backend: Backend) -> 
 }
 
 async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> TestResult {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(backend, &["--http-max-body-size", "256"]).await;
     let admin = format!("Bearer {}", server.admin("acme"));
     let to = server.http_addr;
 
@@ -730,6 +730,18 @@ async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> Test
     .await;
     assert_eq!(rotate.status, 501, "{rotate:?}");
     assert_eq!(rotate.json()["reason"], "NOT_SERVED");
+
+    // The listener's body limit holds on the REST routes.
+    let big = json!({"kind": "TOKEN_KIND_SCRAPE", "name": "x".repeat(300)}).to_string();
+    let too_large = call(
+        to,
+        "POST",
+        "/v1/tokens",
+        &[("authorization", &admin)],
+        Some(&big),
+    )
+    .await;
+    assert_eq!(too_large.status, 413, "{too_large:?}");
 
     // The metrics paths are still the metrics endpoint's.
     let metrics = call(to, "GET", "/metrics", &[], None).await;
