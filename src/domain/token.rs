@@ -41,6 +41,10 @@ pub struct Token {
     pub revoked_by: Option<String>,
     /// The reason given at revocation.
     pub revoke_reason: Option<String>,
+    /// When it was rotated (RotateToken), if it was.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The `token_id` of the token that replaced it, once rotated.
+    pub replaced_by: Option<Uuid>,
 }
 
 /// The state of a token at an instant, for metrics and authentication.
@@ -69,9 +73,17 @@ impl TokenState {
 }
 
 impl Token {
+    /// Whether the token is revoked at `now`: its `revoked_at` is set and
+    /// not later than `now`. A rotated token's revocation is scheduled at
+    /// the end of its overlap and takes effect then, with no background
+    /// task (the store's `revoked_condition` says the same in SQL).
+    pub fn is_revoked_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_some_and(|at| at <= now)
+    }
+
     /// The token's state at `now`. Revocation wins over expiry.
     pub fn state_at(&self, now: DateTime<Utc>) -> TokenState {
-        if self.revoked_at.is_some() {
+        if self.is_revoked_at(now) {
             TokenState::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             TokenState::Expired

@@ -137,6 +137,13 @@ pub fn problem_kind(error: &ServiceError) -> ProblemKind {
             "Token already exists",
             "urn:tokend:problem:token-already-exists",
         ),
+        ServiceError::NotRotatable(_) => kind(
+            Code::FailedPrecondition,
+            409,
+            "TOKEN_NOT_ROTATABLE",
+            "Token not rotatable",
+            "urn:tokend:problem:token-not-rotatable",
+        ),
         ServiceError::RateLimited { .. } => kind(
             Code::ResourceExhausted,
             429,
@@ -202,7 +209,9 @@ pub fn to_status(error: &ServiceError, request_id: &str) -> Status {
         ServiceError::ScopeMissing { missing } => {
             metadata.insert("missingScopes".to_owned(), missing.join(","));
         }
-        ServiceError::NotFound(resource) | ServiceError::AlreadyExists(resource) => {
+        ServiceError::NotFound(resource)
+        | ServiceError::AlreadyExists(resource)
+        | ServiceError::NotRotatable(resource) => {
             details.set_resource_info(resource.resource_type, &resource.name, "", &message);
             metadata.insert("resourceName".to_owned(), resource.name.clone());
         }

@@ -7,9 +7,11 @@
 //! fuzz target exercises the very functions the server runs.
 
 mod create;
+mod policy;
 mod presented;
 mod read;
 mod revoke;
+mod rotate;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +24,9 @@ pub use read::{
     ListAuditEventsInput, ListTokensInput, StateInput, ValidAuditQuery, ValidGet, ValidList,
     parse_audit_query, parse_get, parse_list,
 };
+pub use policy::{KindPolicyInput, TokenPolicyInput, parse_token_policy};
 pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
+pub use rotate::{MAX_OVERLAP, RotateInput, ValidRotate, parse_rotate};
 
 /// An optional text field: `None` when empty.
 fn non_empty(value: String) -> Option<String> {

@@ -1,5 +1,6 @@
 //! The `tokens` table. Revocation is a soft delete: `revoked_at` is set and
-//! the row stays.
+//! the row stays. A rotated token's `revoked_at` may lie in the future (the
+//! end of its overlap); a token counts as revoked once `revoked_at <= now`.
 
 use sea_orm::entity::prelude::*;
 
@@ -45,6 +46,10 @@ pub struct Model {
     pub revoked_by: Option<String>,
     /// Revoke reason.
     pub revoke_reason: Option<String>,
+    /// When the token was rotated.
+    pub rotated_at: Option<DateTimeUtc>,
+    /// The `token_id` of the token that replaced it.
+    pub replaced_by: Option<String>,
 }
 
 /// No relations are navigated.
