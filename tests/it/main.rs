@@ -26,4 +26,5 @@ mod listener_limits;
 mod metrics;
 mod operations;
 mod postgres;
+mod rotation;
 mod seed;
