@@ -50,7 +50,6 @@ pub(crate) fn log_policy_update(org_id: &str, audit: &AuditContext) {
     );
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -33,8 +33,8 @@ use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
 use crate::domain::kind::TokenKind;
 use crate::domain::pagination::PageTokenKey;
 use crate::domain::policy::TokenPolicy;
-use crate::domain::rotation::{RotateOutcome, Rotation};
 use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::rotation::{RotateOutcome, Rotation};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
     EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts,

@@ -77,18 +77,16 @@ impl TokenPolicy {
         let max = entry.and_then(|e| e.max_lifetime);
         match requested {
             Some(at) => match max {
-                Some(max) if at > after(now, max) => {
-                    Err(InvalidFields::one(FieldViolation::new(
-                        "expire_time",
-                        format!(
-                            "must be at most max_lifetime {} from now ({}), the organisation's token policy for {}",
-                            describe_duration(max),
-                            after(now, max).to_rfc3339(),
-                            kind.as_str()
-                        ),
-                        &at.to_rfc3339(),
-                    )))
-                }
+                Some(max) if at > after(now, max) => Err(InvalidFields::one(FieldViolation::new(
+                    "expire_time",
+                    format!(
+                        "must be at most max_lifetime {} from now ({}), the organisation's token policy for {}",
+                        describe_duration(max),
+                        after(now, max).to_rfc3339(),
+                        kind.as_str()
+                    ),
+                    &at.to_rfc3339(),
+                ))),
                 Some(_) | None => Ok(Some(at)),
             },
             None => Ok(entry

@@ -462,10 +462,7 @@ impl TokenRepository for SeaStore {
                 count_when(live().add(token::Column::ExpiresAt.lte(now))),
                 "expired",
             )
-            .expr_as(
-                count_when(revoked_condition(now)),
-                "revoked",
-            )
+            .expr_as(count_when(revoked_condition(now)), "revoked")
             .expr_as(
                 count_when(
                     live()

@@ -28,11 +28,15 @@ pub(crate) fn revoked_condition(now: DateTime<Utc>) -> Condition {
         .add(token::Column::RevokedAt.lte(now))
 }
 
-/// Rows not revoked at `now`: no `revoked_at`, or one still to come.
+/// Rows not revoked at `now`: no `revoked_at`, or one still to come. An
+/// `all` around the `any`, so that conditions added to it by the caller
+/// narrow it instead of joining the alternatives.
 pub(crate) fn not_revoked_condition(now: DateTime<Utc>) -> Condition {
-    Condition::any()
-        .add(token::Column::RevokedAt.is_null())
-        .add(token::Column::RevokedAt.gt(now))
+    Condition::all().add(
+        Condition::any()
+            .add(token::Column::RevokedAt.is_null())
+            .add(token::Column::RevokedAt.gt(now)),
+    )
 }
 
 /// Rows RotateToken may replace at `now`: never rotated, no revocation

@@ -15,8 +15,7 @@ use tokend::grpc::proto::{
 };
 
 use crate::support::{
-    Backend, TestResult, TestServer, all_events, all_tokens, authed, expect_error,
-    scrape_request,
+    Backend, TestResult, TestServer, all_events, all_tokens, authed, expect_error, scrape_request,
 };
 
 crate::backend_tests!(
@@ -106,7 +105,10 @@ async fn without_overlap_the_old_secret_stops_at_once_on_every_replica(
     let rotated = rotate(&a, &admin, rotate_request(old.id, TimeDelta::zero())).await?;
     let (new, previous) = (rotated.token.unwrap(), rotated.previous.unwrap());
     assert_eq!(previous.replaced_by, new.token_id);
-    assert_eq!(previous.rotate_time, previous.revoke_time, "revoked at once");
+    assert_eq!(
+        previous.rotate_time, previous.revoke_time,
+        "revoked at once"
+    );
     assert_eq!(previous.revoke_reason, "routine");
     assert_eq!((new.kind, &new.name), (old.kind, &old.name));
     for replica in [&a, &b] {
@@ -143,6 +145,23 @@ async fn with_overlap_the_old_secret_stops_at_its_instant_on_every_replica(
     }
     let listed = all_tokens(&b, &b.admin("acme")).await?;
     assert_eq!(listed.len(), 2);
+    let active = b
+        .client()
+        .list_tokens(authed(
+            tokend::grpc::proto::ListTokensRequest {
+                state: tokend::grpc::proto::TokenState::Active as i32,
+                ..Default::default()
+            },
+            &b.admin("acme"),
+        ))
+        .await?
+        .into_inner()
+        .tokens;
+    assert_eq!(
+        active.len(),
+        2,
+        "the old token is active during its overlap"
+    );
 
     // The last instant before the end: still accepted; at the end: revoked.
     for replica in [&a, &b] {
@@ -159,7 +178,10 @@ async fn with_overlap_the_old_secret_stops_at_its_instant_on_every_replica(
     let jwt = b.admin("acme");
     let visible = b
         .client()
-        .list_tokens(authed(tokend::grpc::proto::ListTokensRequest::default(), &jwt))
+        .list_tokens(authed(
+            tokend::grpc::proto::ListTokensRequest::default(),
+            &jwt,
+        ))
         .await?
         .into_inner()
         .tokens;
@@ -187,7 +209,11 @@ async fn concurrent_rotations_of_one_token_make_one_successor(backend: Backend) 
         match call.await? {
             Ok(_) => won += 1,
             Err(status) => {
-                expect_error(Err::<(), _>(status), Code::FailedPrecondition, "TOKEN_NOT_ROTATABLE");
+                expect_error(
+                    Err::<(), _>(status),
+                    Code::FailedPrecondition,
+                    "TOKEN_NOT_ROTATABLE",
+                );
             }
         }
     }
@@ -214,11 +240,26 @@ async fn a_rotated_service_account_token_hands_its_name_over(backend: Backend) -
     };
     let (old, _) = create(&server, &admin, request.clone()).await;
     let writer = server.jwt("acme", "ops", &[], &["service_account_tokens_write"]);
-    let rotated = rotate(&server, &writer, rotate_request(old.id, TimeDelta::hours(1))).await?;
+    let rotated = rotate(
+        &server,
+        &writer,
+        rotate_request(old.id, TimeDelta::hours(1)),
+    )
+    .await?;
     let new = rotated.token.unwrap();
     assert_eq!(
-        (&new.name, &new.service_account_slug, &new.scopes, &new.created_by),
-        (&old.name, &old.service_account_slug, &old.scopes, &"ops".to_owned())
+        (
+            &new.name,
+            &new.service_account_slug,
+            &new.scopes,
+            &new.created_by
+        ),
+        (
+            &old.name,
+            &old.service_account_slug,
+            &old.scopes,
+            &"ops".to_owned()
+        )
     );
     // The successor holds the name now.
     expect_error(
@@ -234,20 +275,31 @@ async fn a_rotated_service_account_token_hands_its_name_over(backend: Backend) -
     assert_eq!(
         events[1..],
         [
-            ("token_rotated".to_owned(), old.token_id.clone(), new.token_id.clone()),
-            ("service_account_token_created".to_owned(), new.token_id.clone(), String::new()),
+            (
+                "token_rotated".to_owned(),
+                old.token_id.clone(),
+                new.token_id.clone()
+            ),
+            (
+                "service_account_token_created".to_owned(),
+                new.token_id.clone(),
+                String::new()
+            ),
         ]
     );
     Ok(())
 }
 
-async fn rotating_what_cannot_be_rotated_is_a_failed_precondition(
-    backend: Backend,
-) -> TestResult {
+async fn rotating_what_cannot_be_rotated_is_a_failed_precondition(backend: Backend) -> TestResult {
     let server = TestServer::start(backend).await;
     let admin = server.admin("acme");
     let (rotated_once, _) = create(&server, &admin, scrape_request("a")).await;
-    rotate(&server, &admin, rotate_request(rotated_once.id, TimeDelta::days(7))).await?;
+    rotate(
+        &server,
+        &admin,
+        rotate_request(rotated_once.id, TimeDelta::days(7)),
+    )
+    .await?;
     let (revoked, _) = create(&server, &admin, scrape_request("b")).await;
     server
         .client()
@@ -274,14 +326,21 @@ async fn rotating_what_cannot_be_rotated_is_a_failed_precondition(
             "TOKEN_NOT_ROTATABLE",
         );
         assert_eq!(details.problem.status, 409);
-        assert_eq!(details.resource_name.as_deref(), Some(format!("tokens/{}", token.id).as_str()));
+        assert_eq!(
+            details.resource_name.as_deref(),
+            Some(format!("tokens/{}", token.id).as_str())
+        );
     }
     let over = RotateTokenRequest {
         id: rotated_once.id,
         overlap: Some(duration(TimeDelta::days(7) + TimeDelta::seconds(1))),
         reason: String::new(),
     };
-    let details = expect_error(rotate(&server, &admin, over).await, Code::InvalidArgument, "INVALID_FIELD");
+    let details = expect_error(
+        rotate(&server, &admin, over).await,
+        Code::InvalidArgument,
+        "INVALID_FIELD",
+    );
     assert_eq!(details.field_violations[0].0, "overlap");
     Ok(())
 }
@@ -291,7 +350,12 @@ async fn another_orgs_token_is_not_found(backend: Backend) -> TestResult {
     let admin = server.admin("acme");
     let (token, secret) = create(&server, &admin, scrape_request("prom")).await;
     expect_error(
-        rotate(&server, &server.admin("evil"), rotate_request(token.id, TimeDelta::zero())).await,
+        rotate(
+            &server,
+            &server.admin("evil"),
+            rotate_request(token.id, TimeDelta::zero()),
+        )
+        .await,
         Code::NotFound,
         "TOKEN_NOT_FOUND",
     );
@@ -309,8 +373,16 @@ async fn another_orgs_token_is_not_found(backend: Backend) -> TestResult {
         Code::NotFound,
         "TOKEN_NOT_FOUND",
     );
-    assert_eq!(authenticate(&server, &secret).await, Ok(token.id), "unchanged");
-    assert_eq!(all_events(&server, &admin).await?.len(), 2, "no event written");
+    assert_eq!(
+        authenticate(&server, &secret).await,
+        Ok(token.id),
+        "unchanged"
+    );
+    assert_eq!(
+        all_events(&server, &admin).await?.len(),
+        2,
+        "no event written"
+    );
     Ok(())
 }
 
@@ -318,16 +390,17 @@ async fn another_orgs_token_is_not_found(backend: Backend) -> TestResult {
 /// PostgreSQL).
 fn assert_at(at: Option<&prost_types::Timestamp>, expected: DateTime<Utc>) {
     let at = to_time(at.expect("a timestamp"));
-    assert!((at - expected).abs() < TimeDelta::microseconds(1), "{at} ≠ {expected}");
+    assert!(
+        (at - expected).abs() < TimeDelta::microseconds(1),
+        "{at} ≠ {expected}"
+    );
 }
 
 fn hours(n: i64) -> Option<prost_types::Duration> {
     Some(duration(TimeDelta::hours(n)))
 }
 
-async fn policies_are_applied_to_creates_and_rotations_and_audited(
-    backend: Backend,
-) -> TestResult {
+async fn policies_are_applied_to_creates_and_rotations_and_audited(backend: Backend) -> TestResult {
     let server = TestServer::start(backend).await;
     let admin = server.admin("acme");
     let mut client = server.client();
@@ -388,18 +461,30 @@ async fn policies_are_applied_to_creates_and_rotations_and_audited(
     );
     assert_eq!(details.field_violations.len(), 1);
     assert_eq!(details.field_violations[0].0, "expire_time");
-    assert!(details.field_violations[0].1.contains("max_lifetime 172800s"));
+    assert!(
+        details.field_violations[0]
+            .1
+            .contains("max_lifetime 172800s")
+    );
 
     // The token made before the policy is unchanged; its successor follows
     // the policy.
     let unchanged = client
-        .get_token(authed(tokend::grpc::proto::GetTokenRequest { id: before.id }, &admin))
+        .get_token(authed(
+            tokend::grpc::proto::GetTokenRequest { id: before.id },
+            &admin,
+        ))
         .await?
         .into_inner()
         .token
         .unwrap();
     assert_eq!(unchanged.expire_time, None);
-    let rotated = rotate(&server, &admin, rotate_request(before.id, TimeDelta::zero())).await?;
+    let rotated = rotate(
+        &server,
+        &admin,
+        rotate_request(before.id, TimeDelta::zero()),
+    )
+    .await?;
     assert_at(
         rotated.token.unwrap().expire_time.as_ref(),
         now + TimeDelta::hours(24),
@@ -425,12 +510,18 @@ async fn policies_are_applied_to_creates_and_rotations_and_audited(
     };
     let details = expect_error(
         client
-            .update_token_policy(authed(UpdateTokenPolicyRequest { policy: Some(bad) }, &admin))
+            .update_token_policy(authed(
+                UpdateTokenPolicyRequest { policy: Some(bad) },
+                &admin,
+            ))
             .await,
         Code::InvalidArgument,
         "INVALID_FIELD",
     );
-    assert_eq!(details.field_violations[0].0, "policy.kinds[0].default_lifetime");
+    assert_eq!(
+        details.field_violations[0].0,
+        "policy.kinds[0].default_lifetime"
+    );
     let read = client
         .get_token_policy(authed(GetTokenPolicyRequest {}, &admin))
         .await?

@@ -16,6 +16,7 @@ mod rotate;
 mod tests;
 
 pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
+pub use policy::{KindPolicyInput, TokenPolicyInput, parse_token_policy};
 pub use presented::{
     AcceptedFamilies, AuthenticateInput, RequiredScopes, parse_presented_secret,
     parse_required_scopes,
@@ -24,7 +25,6 @@ pub use read::{
     ListAuditEventsInput, ListTokensInput, StateInput, ValidAuditQuery, ValidGet, ValidList,
     parse_audit_query, parse_get, parse_list,
 };
-pub use policy::{KindPolicyInput, TokenPolicyInput, parse_token_policy};
 pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
 pub use rotate::{MAX_OVERLAP, RotateInput, ValidRotate, parse_rotate};
 

@@ -3,9 +3,7 @@
 use crate::domain::error::InvalidFields;
 use crate::domain::kind::TokenKind;
 use crate::domain::policy::{KindPolicy, MAX_POLICY_LIFETIME, MIN_POLICY_LIFETIME, TokenPolicy};
-use crate::domain::validation::{
-    self, DurationInput, KindInput, Violations, describe_duration,
-};
+use crate::domain::validation::{self, DurationInput, KindInput, Violations, describe_duration};
 
 /// One `KindPolicy` as received.
 #[derive(Clone, Debug)]
@@ -89,8 +87,8 @@ pub fn parse_token_policy(input: TokenPolicyInput) -> Result<TokenPolicy, Invali
                 &describe_duration(default),
             );
         }
-        let lifetimes_valid = max_given == max_lifetime.is_some()
-            && default_given == default_lifetime.is_some();
+        let lifetimes_valid =
+            max_given == max_lifetime.is_some() && default_given == default_lifetime.is_some();
         if let Some(kind) = kind
             && lifetimes_valid
         {

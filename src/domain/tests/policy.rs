@@ -48,7 +48,9 @@ impl Fixture {
     ) -> Result<Token, ServiceError> {
         let mut input = create_input(kind, "t");
         input.expire_time = expire_in.map(|span| TimestampInput::Valid(self.now() + span));
-        self.create(&admin(ACME), input).await.map(|(token, _)| token)
+        self.create(&admin(ACME), input)
+            .await
+            .map(|(token, _)| token)
     }
 }
 
@@ -87,7 +89,10 @@ mod permissions {
             Ok(_) => Ok(()),
             Err(ServiceError::PermissionDenied { permission }) => {
                 assert!(fx.repository.audit_events().is_empty(), "no event");
-                assert_eq!(ok(fx.core.get_token_policy(&admin(ACME)).await), TokenPolicy::default());
+                assert_eq!(
+                    ok(fx.core.get_token_policy(&admin(ACME)).await),
+                    TokenPolicy::default()
+                );
                 Err(permission.to_owned())
             }
             Err(other) => panic!("{other:?}"),
@@ -104,7 +109,10 @@ mod permissions {
     }
     #[tokio::test]
     async fn get_as_user_app_keys() {
-        assert_eq!(get("user_app_keys").await, Err("org_app_keys_read".to_owned()));
+        assert_eq!(
+            get("user_app_keys").await,
+            Err("org_app_keys_read".to_owned())
+        );
     }
     #[tokio::test]
     async fn update_as_admin() {
@@ -154,7 +162,12 @@ mod validation {
     }
     #[tokio::test]
     async fn max_under_an_hour() {
-        let got = locations(vec![entry(SCRAPE, Some(hours(1) - TimeDelta::nanoseconds(1)), None)]).await;
+        let got = locations(vec![entry(
+            SCRAPE,
+            Some(hours(1) - TimeDelta::nanoseconds(1)),
+            None,
+        )])
+        .await;
         assert_eq!(got, ["policy.kinds[0].max_lifetime"]);
     }
     #[tokio::test]
@@ -197,7 +210,11 @@ mod validation {
     async fn the_bounds_themselves_are_accepted() {
         let fx = Fixture::new();
         let stored = fx
-            .set_policy(vec![entry(SCRAPE, Some(TimeDelta::days(3653)), Some(hours(1)))])
+            .set_policy(vec![entry(
+                SCRAPE,
+                Some(TimeDelta::days(3653)),
+                Some(hours(1)),
+            )])
             .await;
         assert_eq!(stored.kinds().len(), 1);
     }
@@ -208,7 +225,11 @@ async fn update_replaces_the_whole_policy_and_writes_its_event() {
     let fx = Fixture::new();
     fx.set_policy(vec![
         entry(KindInput::Known(TokenKind::Scrape), Some(hours(5)), None),
-        entry(KindInput::Known(TokenKind::PersonalAccess), None, Some(hours(2))),
+        entry(
+            KindInput::Known(TokenKind::PersonalAccess),
+            None,
+            Some(hours(2)),
+        ),
     ])
     .await;
     fx.set_policy(vec![entry(
@@ -234,8 +255,14 @@ async fn update_replaces_the_whole_policy_and_writes_its_event() {
         (event.token_id, event.token_numeric_id, event.token_kind),
         (uuid::Uuid::nil(), 0, None)
     );
-    assert!(fx.all_events(EVIL).await.is_empty(), "another org sees nothing");
-    assert_eq!(ok(fx.core.get_token_policy(&admin(EVIL)).await), TokenPolicy::default());
+    assert!(
+        fx.all_events(EVIL).await.is_empty(),
+        "another org sees nothing"
+    );
+    assert_eq!(
+        ok(fx.core.get_token_policy(&admin(EVIL)).await),
+        TokenPolicy::default()
+    );
 }
 
 mod create {
@@ -244,8 +271,12 @@ mod create {
     #[tokio::test]
     async fn without_expire_time_the_default_applies() {
         let fx = Fixture::new();
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(48)), Some(hours(24)))])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(48)),
+            Some(hours(24)),
+        )])
+        .await;
         let token = ok(fx.create_expiring(TokenKind::Scrape, None).await);
         assert_eq!(token.expires_at, Some(fx.now() + hours(24)));
     }
@@ -253,8 +284,12 @@ mod create {
     #[tokio::test]
     async fn with_only_a_maximum_the_maximum_applies() {
         let fx = Fixture::new();
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(48)), None)])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(48)),
+            None,
+        )])
+        .await;
         let token = ok(fx.create_expiring(TokenKind::Scrape, None).await);
         assert_eq!(token.expires_at, Some(fx.now() + hours(48)));
     }
@@ -262,8 +297,12 @@ mod create {
     #[tokio::test]
     async fn another_kind_is_unbounded() {
         let fx = Fixture::new();
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(48)), Some(hours(1)))])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(48)),
+            Some(hours(1)),
+        )])
+        .await;
         let token = ok(fx.create_expiring(TokenKind::ServiceAccount, None).await);
         assert_eq!(token.expires_at, None);
     }
@@ -271,8 +310,12 @@ mod create {
     #[tokio::test]
     async fn an_expiry_at_the_maximum_is_accepted() {
         let fx = Fixture::new();
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(48)), None)])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(48)),
+            None,
+        )])
+        .await;
         let token = ok(fx.create_expiring(TokenKind::Scrape, Some(hours(48))).await);
         assert_eq!(token.expires_at, Some(fx.now() + hours(48)));
     }
@@ -280,8 +323,12 @@ mod create {
     #[tokio::test]
     async fn an_expiry_beyond_the_maximum_is_refused_naming_the_limit() {
         let fx = Fixture::new();
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(48)), None)])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(48)),
+            None,
+        )])
+        .await;
         let before = fx.repository.tokens().len();
         let result = fx
             .create_expiring(TokenKind::Scrape, Some(hours(48) + TimeDelta::seconds(1)))
@@ -305,8 +352,12 @@ mod create {
     async fn existing_tokens_are_not_changed() {
         let fx = Fixture::new();
         let token = ok(fx.create_expiring(TokenKind::Scrape, None).await);
-        fx.set_policy(vec![entry(KindInput::Known(TokenKind::Scrape), Some(hours(2)), Some(hours(1)))])
-            .await;
+        fx.set_policy(vec![entry(
+            KindInput::Known(TokenKind::Scrape),
+            Some(hours(2)),
+            Some(hours(1)),
+        )])
+        .await;
         assert_eq!(ok(fx.core.get_token(&admin(ACME), token.id).await), token);
     }
 }
@@ -336,18 +387,23 @@ mod rotate {
 
     #[tokio::test]
     async fn the_default_lifetime_from_now() {
-        let got = rotated_expiry(vec![entry(SCRAPE, None, Some(hours(24)))], Some(hours(100))).await;
+        let got =
+            rotated_expiry(vec![entry(SCRAPE, None, Some(hours(24)))], Some(hours(100))).await;
         assert_eq!(got, Some(hours(24)));
     }
 
     #[tokio::test]
     async fn without_a_default_the_old_lifetime_from_now() {
-        assert_eq!(rotated_expiry(vec![], Some(hours(100))).await, Some(hours(100)));
+        assert_eq!(
+            rotated_expiry(vec![], Some(hours(100))).await,
+            Some(hours(100))
+        );
     }
 
     #[tokio::test]
     async fn the_old_lifetime_capped_by_the_maximum() {
-        let got = rotated_expiry(vec![entry(SCRAPE, Some(hours(30)), None)], Some(hours(100))).await;
+        let got =
+            rotated_expiry(vec![entry(SCRAPE, Some(hours(30)), None)], Some(hours(100))).await;
         assert_eq!(got, Some(hours(30)));
     }
 

@@ -80,8 +80,16 @@ async fn attempt(kind: TokenKind, owner: &str, org_id: &str, grant: &str) -> Exp
         Err(ServiceError::NotFound(_)) => NotFound,
         Err(other) => panic!("unexpected {other:?}"),
     };
-    assert_eq!(fx.repository.tokens(), tokens_before, "a refusal changes no token");
-    assert_eq!(fx.repository.audit_events(), events_before, "and writes no event");
+    assert_eq!(
+        fx.repository.tokens(),
+        tokens_before,
+        "a refusal changes no token"
+    );
+    assert_eq!(
+        fx.repository.audit_events(),
+        events_before,
+        "and writes no event"
+    );
     outcome
 }
 
@@ -234,7 +242,8 @@ mod states {
     #[tokio::test]
     async fn rotated_does_not_even_during_its_overlap() {
         let got = rotating_after(async |fx, token| {
-            fx.rotated(&admin(ACME), token.id, TimeDelta::minutes(5)).await;
+            fx.rotated(&admin(ACME), token.id, TimeDelta::minutes(5))
+                .await;
         })
         .await;
         assert_eq!(got, Err("not rotatable".to_owned()));
@@ -259,14 +268,35 @@ async fn the_new_token_copies_the_old_one_and_the_old_one_points_to_it() {
     let (new, previous) = (&rotated.token, &rotated.previous);
     assert_ne!(rotated.secret.expose(), old_secret.expose());
     assert_eq!(
-        (&new.kind, &new.name, &new.owner_user_id, &new.service_account_slug, &new.workspace_id, &new.scopes),
-        (&old.kind, &old.name, &old.owner_user_id, &old.service_account_slug, &old.workspace_id, &old.scopes)
+        (
+            &new.kind,
+            &new.name,
+            &new.owner_user_id,
+            &new.service_account_slug,
+            &new.workspace_id,
+            &new.scopes
+        ),
+        (
+            &old.kind,
+            &old.name,
+            &old.owner_user_id,
+            &old.service_account_slug,
+            &old.workspace_id,
+            &old.scopes
+        )
     );
-    assert_eq!((new.created_at, &new.created_by), (fx.now(), &"wk".to_owned()));
+    assert_eq!(
+        (new.created_at, &new.created_by),
+        (fx.now(), &"wk".to_owned())
+    );
     assert_ne!(new.token_id, old.token_id);
     assert_eq!(previous.replaced_by, Some(new.token_id));
     assert_eq!(previous.rotated_at, Some(fx.now()));
-    assert_eq!(previous.revoked_at, Some(fx.now()), "overlap 0: revoked at once");
+    assert_eq!(
+        previous.revoked_at,
+        Some(fx.now()),
+        "overlap 0: revoked at once"
+    );
     assert_eq!(previous.revoked_by.as_deref(), Some("wk"));
     assert_eq!(previous.revoke_reason.as_deref(), Some("routine"));
     assert_eq!(new.rotated_at, None);
@@ -283,7 +313,10 @@ async fn without_overlap_the_old_secret_stops_at_once_and_the_new_one_works() {
         fx.authenticates(&old_secret).await,
         Err(ServiceError::TokenRejected(TokenRejection::Revoked))
     ));
-    assert_eq!(ok(fx.authenticates(&rotated.secret).await).id, rotated.token.id);
+    assert_eq!(
+        ok(fx.authenticates(&rotated.secret).await).id,
+        rotated.token.id
+    );
 }
 
 #[tokio::test]
@@ -293,7 +326,10 @@ async fn the_old_secret_works_until_the_end_of_the_overlap_exactly() {
     let (old, old_secret) = fx.made(&root, TokenKind::Scrape, "s").await;
     let overlap = TimeDelta::minutes(10);
     let rotated = fx.rotated(&root, old.id, overlap).await;
-    assert_eq!(ok(fx.authenticates(&rotated.secret).await).id, rotated.token.id);
+    assert_eq!(
+        ok(fx.authenticates(&rotated.secret).await).id,
+        rotated.token.id
+    );
     assert_eq!(ok(fx.authenticates(&old_secret).await).id, old.id);
     fx.clock.advance(overlap - TimeDelta::nanoseconds(1));
     assert_eq!(ok(fx.authenticates(&old_secret).await).id, old.id);
@@ -306,7 +342,10 @@ async fn the_old_secret_works_until_the_end_of_the_overlap_exactly() {
         fx.authenticates(&old_secret).await,
         Err(ServiceError::TokenRejected(TokenRejection::Revoked))
     ));
-    assert_eq!(ok(fx.authenticates(&rotated.secret).await).id, rotated.token.id);
+    assert_eq!(
+        ok(fx.authenticates(&rotated.secret).await).id,
+        rotated.token.id
+    );
 }
 
 #[tokio::test]
@@ -347,7 +386,10 @@ async fn the_name_is_freed_at_once_and_taken_by_the_new_token() {
     let again = fx
         .create(&root, create_input(TokenKind::ServiceAccount, "deploy"))
         .await;
-    assert!(matches!(again, Err(ServiceError::AlreadyExists(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(ServiceError::AlreadyExists(_))),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
@@ -397,8 +439,15 @@ async fn a_revoke_during_the_overlap_brings_the_revocation_forward() {
         fx.authenticates(&old_secret).await,
         Err(ServiceError::TokenRejected(TokenRejection::Revoked))
     ));
-    let last = fx.all_events(ACME).await.pop().map(|e| (e.event_type, e.token_id));
-    assert_eq!(last, Some((AuditEventType::ScrapeTokenRevoked, old.token_id)));
+    let last = fx
+        .all_events(ACME)
+        .await
+        .pop()
+        .map(|e| (e.event_type, e.token_id));
+    assert_eq!(
+        last,
+        Some((AuditEventType::ScrapeTokenRevoked, old.token_id))
+    );
     // Idempotent from then on.
     let again = ok(fx.revoke(&root, revoke_input(&old, "")).await);
     assert!(!again.newly_revoked);
@@ -411,7 +460,10 @@ async fn revoking_by_name_during_the_overlap_revokes_the_new_token() {
     let (old, old_secret) = fx.made(&root, TokenKind::ServiceAccount, "deploy").await;
     let rotated = fx.rotated(&root, old.id, TimeDelta::days(1)).await;
     let revoked = ok(fx.revoke(&root, revoke_input(&old, "")).await);
-    assert_eq!(revoked.token.id, rotated.token.id, "the name's current holder");
+    assert_eq!(
+        revoked.token.id, rotated.token.id,
+        "the name's current holder"
+    );
     assert_eq!(ok(fx.authenticates(&old_secret).await).id, old.id);
     // A second revoke by name ends the overlap too.
     let second = ok(fx.revoke(&root, revoke_input(&old, "")).await);
