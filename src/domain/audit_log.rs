@@ -107,6 +107,7 @@ mod tests {
             revoke_reason: None,
             rotated_at: None,
             replaced_by: None,
+            revoke_scheduled: false,
         }
     }
 

@@ -299,6 +299,7 @@ impl TokenRepository for MemoryRepository {
             revoke_reason: None,
             rotated_at: None,
             replaced_by: None,
+            revoke_scheduled: false,
         };
         state.push_event(token.kind.created_event(), &token, audit, None);
         state.rows.push(Row {
@@ -369,9 +370,11 @@ impl TokenRepository for MemoryRepository {
             // forward to now (every such token of that name).
             for row in state.rows.iter_mut() {
                 let token = &mut row.token;
-                if token.revoked_at.is_some_and(|at| at > audit.now)
+                if token.revoke_scheduled
+                    && token.revoked_at.is_some_and(|at| at > audit.now)
                     && named_by(token, org_id, target)
                 {
+                    token.revoke_scheduled = false;
                     token.revoked_at = Some(audit.now);
                     token.revoked_by = Some(revocation.revoked_by.clone());
                     token.revoke_reason = revocation.reason.clone();
@@ -515,6 +518,7 @@ impl TokenRepository for MemoryRepository {
             old.revoked_at = Some(rotation.revoke_at);
             old.revoked_by = Some(rotation.revoked_by.clone());
             old.revoke_reason = rotation.reason.clone();
+            old.revoke_scheduled = rotation.revoke_at > rotation.rotated_at;
         }
         if state.clashes(&new) {
             state.rows[index].token = before;
@@ -548,6 +552,7 @@ impl TokenRepository for MemoryRepository {
             revoke_reason: None,
             rotated_at: None,
             replaced_by: None,
+            revoke_scheduled: false,
         };
         state.push_event(token.kind.created_event(), &token, audit, None);
         state.rows.push(Row {

@@ -52,6 +52,7 @@ pub(crate) fn to_token(row: token::Model) -> Result<Token, StoreError> {
             .replaced_by
             .map(|id| Uuid::try_parse(&id).map_err(|_| corrupt("tokens.replaced_by")))
             .transpose()?,
+        revoke_scheduled: row.revoke_scheduled,
     })
 }
 
@@ -106,6 +107,7 @@ pub(crate) fn new_token_row(new: NewToken) -> token::ActiveModel {
         revoke_reason: ActiveValue::Set(None),
         rotated_at: ActiveValue::Set(None),
         replaced_by: ActiveValue::Set(None),
+        revoke_scheduled: ActiveValue::Set(false),
     }
 }
 

@@ -1,9 +1,10 @@
-//! RotateToken in SQL, and the one condition that says "revoked at `now`"
-//! (`revoked_at <= now`): a rotated token's `revoked_at` is the end of its
-//! overlap, possibly in the future, so every statement that judges
-//! revocation (listing by state, counting) goes through
+//! RotateToken in SQL, and the one condition that says "revoked at `now`":
+//! a rotated token's `revoked_at` is the end of its overlap
+//! (`revoke_scheduled`), possibly in the future, so every statement that
+//! judges revocation (listing by state, counting) goes through
 //! [`revoked_condition`] / [`not_revoked_condition`], the SQL twin of
-//! `Token::is_revoked_at`. The partial unique indexes on active names keep
+//! `Token::is_revoked_at`. A revoke that happened counts at once, whatever
+//! the replicas' clocks say. The partial unique indexes on active names keep
 //! `revoked_at IS NULL`: a rotated token's name is free at once.
 
 use chrono::{DateTime, Utc};
@@ -21,21 +22,30 @@ use crate::store::entity::token;
 use crate::store::queries::{audit_row, new_token_row, to_token};
 use crate::store::{SeaStore, classify};
 
-/// Rows revoked at `now`: `revoked_at` set and not later than `now`.
+/// Rows revoked at `now`: revoked, unless the revocation is a rotation's
+/// scheduled one still to come.
 pub(crate) fn revoked_condition(now: DateTime<Utc>) -> Condition {
     Condition::all()
         .add(token::Column::RevokedAt.is_not_null())
-        .add(token::Column::RevokedAt.lte(now))
+        .add(
+            Condition::any()
+                .add(token::Column::RevokeScheduled.eq(false))
+                .add(token::Column::RevokedAt.lte(now)),
+        )
 }
 
-/// Rows not revoked at `now`: no `revoked_at`, or one still to come. An
-/// `all` around the `any`, so that conditions added to it by the caller
+/// Rows not revoked at `now`: no `revoked_at`, or a scheduled one still to
+/// come. An `all` around the `any`, so that conditions the caller adds
 /// narrow it instead of joining the alternatives.
 pub(crate) fn not_revoked_condition(now: DateTime<Utc>) -> Condition {
     Condition::all().add(
         Condition::any()
             .add(token::Column::RevokedAt.is_null())
-            .add(token::Column::RevokedAt.gt(now)),
+            .add(
+                Condition::all()
+                    .add(token::Column::RevokeScheduled.eq(true))
+                    .add(token::Column::RevokedAt.gt(now)),
+            ),
     )
 }
 
@@ -73,7 +83,9 @@ impl SeaStore {
                 token::Column::RevokeReason,
                 Expr::value(revocation.reason.clone()),
             )
+            .col_expr(token::Column::RevokeScheduled, Expr::value(false))
             .filter(target)
+            .filter(token::Column::RevokeScheduled.eq(true))
             .filter(token::Column::RevokedAt.gt(audit.now))
             .exec_with_returning(txn)
             .await
@@ -100,6 +112,10 @@ impl SeaStore {
                 Expr::value(new.token_id.to_string()),
             )
             .col_expr(token::Column::RevokedAt, Expr::value(rotation.revoke_at))
+            .col_expr(
+                token::Column::RevokeScheduled,
+                Expr::value(rotation.revoke_at > rotation.rotated_at),
+            )
             .col_expr(
                 token::Column::RevokedBy,
                 Expr::value(rotation.revoked_by.clone()),

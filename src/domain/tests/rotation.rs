@@ -537,3 +537,40 @@ async fn the_stores_conditional_update_refuses_a_stale_rotation() {
     assert_eq!(fx.repository.audit_events().len(), events);
     assert_eq!(fx.repository.tokens().len(), 2);
 }
+
+#[tokio::test]
+async fn a_revoke_counts_at_once_even_on_a_replica_whose_clock_is_behind() {
+    // Only a rotation's scheduled revocation waits for its instant; a
+    // revoke that happened is revoked on every replica, whatever its clock.
+    let fx = Fixture::new();
+    let root = admin(ACME);
+    let (token, secret) = fx.made(&root, TokenKind::Scrape, "s").await;
+    ok(fx.revoke(&root, revoke_input(&token, "")).await);
+    let behind = fx.now() - TimeDelta::seconds(2);
+    let result = fx
+        .core
+        .authenticate_secret(behind, secret.expose(), AcceptedFamilies::Any)
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(ServiceError::TokenRejected(TokenRejection::Revoked))
+        ),
+        "{result:?}"
+    );
+    // And a second revoke on that replica is idempotent, not a new event.
+    let events = fx.repository.audit_events().len();
+    let again = fx
+        .core
+        .revoke_token(
+            &root,
+            &AuditContext {
+                now: behind,
+                ..fx.audit(&root)
+            },
+            revoke_input(&token, ""),
+        )
+        .await;
+    assert!(!ok(again).newly_revoked);
+    assert_eq!(fx.repository.audit_events().len(), events);
+}

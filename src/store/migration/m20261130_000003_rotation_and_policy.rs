@@ -1,5 +1,7 @@
 //! Rotation and token policies: `tokens.rotated_at` and `tokens.replaced_by`
-//! (a rotated token's successor), `audit_events.replaced_by` (in
+//! (a rotated token's successor), `tokens.revoke_scheduled` (its
+//! `revoked_at` is the end of an overlap, not a revoke that happened),
+//! `audit_events.replaced_by` (in
 //! `token_rotated` events), and `token_policies`, one row per organisation
 //! and kind with the lifetimes in nanoseconds. A rotated token's scheduled
 //! revocation lives in `revoked_at` (possibly in the future), so the partial
@@ -17,6 +19,7 @@ enum Tokens {
     Table,
     RotatedAt,
     ReplacedBy,
+    RevokeScheduled,
 }
 
 #[derive(DeriveIden)]
@@ -55,6 +58,19 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Tokens::Table)
                     .add_column(ColumnDef::new(Tokens::ReplacedBy).string_len(36).null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tokens::Table)
+                    .add_column(
+                        ColumnDef::new(Tokens::RevokeScheduled)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -118,6 +134,14 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Tokens::Table)
                     .drop_column(Tokens::ReplacedBy)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tokens::Table)
+                    .drop_column(Tokens::RevokeScheduled)
                     .to_owned(),
             )
             .await?;
