@@ -559,7 +559,10 @@ impl TokenRepository for MemoryRepository {
             token: token.clone(),
             hash: new.secret_hash,
         });
-        Ok(RotateOutcome::Rotated { token, previous })
+        Ok(RotateOutcome::Rotated {
+            token: Box::new(token),
+            previous: Box::new(previous),
+        })
     }
 
     async fn token_policy(&self, org_id: &str) -> Result<TokenPolicy, StoreError> {

@@ -42,13 +42,13 @@ pub struct Rotation {
 /// What a rotation did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RotateOutcome {
-    /// The old token was replaced.
+    /// The old token was replaced (boxed: the other variant is empty).
     Rotated {
         /// The new token.
-        token: Token,
+        token: Box<Token>,
         /// The old token, with `rotated_at`, `replaced_by` and its
         /// (scheduled) `revoked_at`.
-        previous: Token,
+        previous: Box<Token>,
     },
     /// The old token was no longer rotatable when the store looked
     /// (revoked, expired or rotated, e.g. by a concurrent rotation).
@@ -170,9 +170,9 @@ impl<R: TokenRepository> TokenLifecycle<R> {
                 );
                 log_audit_event(token.kind.created_event(), &token, audit, None);
                 Ok(Rotated {
-                    token,
+                    token: *token,
                     secret,
-                    previous,
+                    previous: *previous,
                 })
             }
             Ok(RotateOutcome::NotRotatable) => Err(ServiceError::NotRotatable(resource())),

@@ -150,6 +150,9 @@ impl SeaStore {
             .await
             .map_err(classify)?;
         txn.commit().await.map_err(classify)?;
-        Ok(RotateOutcome::Rotated { token, previous })
+        Ok(RotateOutcome::Rotated {
+            token: Box::new(token),
+            previous: Box::new(previous),
+        })
     }
 }
