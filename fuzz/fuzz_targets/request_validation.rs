@@ -150,6 +150,32 @@ impl TokenRepository for Stub {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.hit(Ok(()))
     }
+
+    fn rotate_token(
+        &self,
+        _rotation: &tokend::domain::rotation::Rotation,
+        _new: NewToken,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<tokend::domain::rotation::RotateOutcome, StoreError>> + Send
+    {
+        self.hit(down())
+    }
+
+    fn token_policy(
+        &self,
+        _org_id: &str,
+    ) -> impl Future<Output = Result<tokend::domain::policy::TokenPolicy, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn replace_token_policy(
+        &self,
+        _org_id: &str,
+        _policy: &tokend::domain::policy::TokenPolicy,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<tokend::domain::policy::TokenPolicy, StoreError>> + Send {
+        self.hit(down())
+    }
 }
 
 /// The stub's futures are ready at once, and the core awaits nothing else.

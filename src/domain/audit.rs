@@ -1,5 +1,5 @@
-//! Audit events: one per create and per effective revoke, written in the same
-//! transaction as the change.
+//! Audit events: one per create, per effective revoke, per rotation and per
+//! policy update, written in the same transaction as the change.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -25,11 +25,17 @@ pub enum AuditEventType {
     WorkspaceApiKeyCreated,
     /// A workspace API key was deleted (revoked).
     WorkspaceApiKeyDeleted,
+    /// A token was rotated: the event is about the old token, its successor
+    /// is in `replaced_by`.
+    TokenRotated,
+    /// The organisation's token policy was replaced. It concerns no token:
+    /// `token_id` is the nil UUID, `token_numeric_id` 0, no kind.
+    TokenPolicyUpdated,
 }
 
 impl AuditEventType {
     /// Every event type.
-    pub const ALL: [AuditEventType; 8] = [
+    pub const ALL: [AuditEventType; 10] = [
         AuditEventType::ScrapeTokenCreated,
         AuditEventType::ScrapeTokenRevoked,
         AuditEventType::PersonalAccessTokenCreated,
@@ -38,6 +44,8 @@ impl AuditEventType {
         AuditEventType::ServiceAccountTokenRevoked,
         AuditEventType::WorkspaceApiKeyCreated,
         AuditEventType::WorkspaceApiKeyDeleted,
+        AuditEventType::TokenRotated,
+        AuditEventType::TokenPolicyUpdated,
     ];
 
     /// The stable name clients filter by and the database stores.
@@ -51,6 +59,8 @@ impl AuditEventType {
             AuditEventType::ServiceAccountTokenRevoked => "service_account_token_revoked",
             AuditEventType::WorkspaceApiKeyCreated => "workspace_api_key_created",
             AuditEventType::WorkspaceApiKeyDeleted => "workspace_api_key_deleted",
+            AuditEventType::TokenRotated => "token_rotated",
+            AuditEventType::TokenPolicyUpdated => "token_policy_updated",
         }
     }
 
@@ -84,16 +94,18 @@ pub struct AuditEvent {
     pub org_id: String,
     /// The JWT `sub` of the caller.
     pub actor: String,
-    /// The UUID of the token concerned.
+    /// The UUID of the token concerned (nil for a policy update).
     pub token_id: Uuid,
-    /// The numeric id of the token concerned.
+    /// The numeric id of the token concerned (0 for a policy update).
     pub token_numeric_id: i64,
-    /// The family of the token concerned.
-    pub token_kind: TokenKind,
+    /// The family of the token concerned (none for a policy update).
+    pub token_kind: Option<TokenKind>,
     /// The request id of the call that made the change.
     pub request_id: String,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// For a revoke: the reason given.
+    /// For a revoke or a rotation: the reason given.
     pub reason: Option<String>,
+    /// For a rotation: the successor's `token_id`.
+    pub replaced_by: Option<Uuid>,
 }

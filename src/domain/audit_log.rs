@@ -37,6 +37,19 @@ pub(crate) fn log_audit_event(
     );
 }
 
+/// Logs `token_policy_updated` like [`log_audit_event`]; it concerns no
+/// token, so the token fields are left out.
+pub(crate) fn log_policy_update(org_id: &str, audit: &AuditContext) {
+    tracing::info!(
+        target: "tokend::audit",
+        event_type = AuditEventType::TokenPolicyUpdated.as_str(),
+        org_id,
+        actor = audit.actor.as_str(),
+        request_id = audit.request_id.as_str(),
+        "audit event"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -92,6 +105,9 @@ mod tests {
             created_by: "owner".to_owned(),
             revoked_by: None,
             revoke_reason: None,
+            rotated_at: None,
+            replaced_by: None,
+            revoke_scheduled: false,
         }
     }
 

@@ -182,6 +182,10 @@ pub enum ServiceError {
     /// organisations' tokens, so that nothing leaks).
     #[error("token {} was not found", .0.name)]
     NotFound(ResourceRef),
+    /// The token cannot be rotated: it is revoked, expired or already
+    /// rotated (or a concurrent rotation won).
+    #[error("token {} cannot be rotated: it is revoked, expired or already rotated", .0.name)]
+    NotRotatable(ResourceRef),
     /// An active token already has this name.
     #[error("an active token named {} already exists", .0.name)]
     AlreadyExists(ResourceRef),

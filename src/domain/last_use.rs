@@ -273,6 +273,31 @@ mod tests {
         fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
             ready(Ok(()))
         }
+        fn rotate_token(
+            &self,
+            _: &crate::domain::rotation::Rotation,
+            _: NewToken,
+            _: &AuditContext,
+        ) -> impl Future<Output = Result<crate::domain::rotation::RotateOutcome, StoreError>> + Send
+        {
+            not_here()
+        }
+        fn token_policy(
+            &self,
+            _: &str,
+        ) -> impl Future<Output = Result<crate::domain::policy::TokenPolicy, StoreError>> + Send
+        {
+            not_here()
+        }
+        fn replace_token_policy(
+            &self,
+            _: &str,
+            _: &crate::domain::policy::TokenPolicy,
+            _: &AuditContext,
+        ) -> impl Future<Output = Result<crate::domain::policy::TokenPolicy, StoreError>> + Send
+        {
+            not_here()
+        }
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {

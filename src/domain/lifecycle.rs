@@ -75,7 +75,7 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-fn require(caller: &Caller, permission: Permission) -> Result<(), ServiceError> {
+pub(crate) fn require(caller: &Caller, permission: Permission) -> Result<(), ServiceError> {
     if caller.has(permission) {
         Ok(())
     } else {
@@ -85,7 +85,7 @@ fn require(caller: &Caller, permission: Permission) -> Result<(), ServiceError> 
     }
 }
 
-fn require_role(caller: &Caller, role: Role) -> Result<(), ServiceError> {
+pub(crate) fn require_role(caller: &Caller, role: Role) -> Result<(), ServiceError> {
     if caller.has_role(role) {
         Ok(())
     } else {
@@ -161,6 +161,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         &self.repository
     }
 
+    /// Where secrets and token UUIDs come from.
+    pub(crate) fn entropy(&self) -> &dyn Entropy {
+        self.entropy.as_ref()
+    }
+
     /// CreateToken: parses every field, checks the permission for the
     /// kind, makes a secret and stores only its hash, with the audit event.
     pub async fn create_token(
@@ -179,6 +184,13 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             }
         }
 
+        // The organisation's policy bounds the expiry (a default when none
+        // was asked for, a maximum otherwise).
+        let policy = self.repository.token_policy(&caller.org_id).await?;
+        let expires_at = policy
+            .create_expiry(valid.kind(), valid.expires_at(), audit.now)
+            .map_err(ServiceError::InvalidArgument)?;
+
         let random = |e| ServiceError::Internal(Box::new(e));
         let secret =
             TokenSecret::generate_from(valid.kind(), self.entropy.as_ref()).map_err(random)?;
@@ -196,7 +208,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             scopes: parts.scopes,
             secret_hash: secret.hash(),
             created_at: audit.now,
-            expires_at: parts.expires_at,
+            expires_at,
             created_by: caller.subject.clone(),
         };
         match self.repository.create_token(new_token, audit).await {

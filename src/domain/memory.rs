@@ -14,20 +14,27 @@
 //! - an already revoked target answers [`RevokeOutcome::AlreadyRevoked`]
 //!   with the most recently revoked token of that name and its original
 //!   `revoked_at`;
-//! - lists are keyset-paged by id, oldest first.
+//! - lists are keyset-paged by id, oldest first;
+//! - a revocation scheduled by a rotation (`revoked_at` in the future)
+//!   takes effect at that instant, and an explicit revoke brings it
+//!   forward; a rotation checks the old row again under the lock, so of
+//!   concurrent rotations exactly one wins.
 //!
 //! It also records which methods were called (to prove that a refused
 //! request reached no storage) and can be told to fail the next calls.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
 use crate::domain::kind::TokenKind;
 use crate::domain::pagination::PageTokenKey;
+use crate::domain::policy::TokenPolicy;
 use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::rotation::{RotateOutcome, Rotation};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
     EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts,
@@ -55,6 +62,12 @@ pub enum RepositoryCall {
     CountTokens,
     /// [`TokenRepository::ping`].
     Ping,
+    /// [`TokenRepository::rotate_token`].
+    RotateToken,
+    /// [`TokenRepository::token_policy`].
+    TokenPolicy,
+    /// [`TokenRepository::replace_token_policy`].
+    ReplaceTokenPolicy,
 }
 
 /// A token row: the token and the hash it is found by.
@@ -75,6 +88,8 @@ struct State {
     calls: Vec<RepositoryCall>,
     /// Errors the next calls return, one each, before doing anything.
     failures: VecDeque<StoreError>,
+    /// Token policies by organisation.
+    policies: HashMap<String, TokenPolicy>,
 }
 
 impl State {
@@ -91,6 +106,17 @@ impl State {
         audit: &AuditContext,
         reason: Option<String>,
     ) {
+        self.push_event_replaced(event_type, token, audit, reason, None);
+    }
+
+    fn push_event_replaced(
+        &mut self,
+        event_type: AuditEventType,
+        token: &Token,
+        audit: &AuditContext,
+        reason: Option<String>,
+        replaced_by: Option<Uuid>,
+    ) {
         self.last_event_id += 1;
         self.events.push(AuditEvent {
             id: self.last_event_id,
@@ -99,10 +125,11 @@ impl State {
             actor: audit.actor.clone(),
             token_id: token.token_id,
             token_numeric_id: token.id,
-            token_kind: token.kind,
+            token_kind: Some(token.kind),
             request_id: audit.request_id.clone(),
             occurred_at: audit.now,
             reason,
+            replaced_by,
         });
     }
 
@@ -270,6 +297,9 @@ impl TokenRepository for MemoryRepository {
             created_by: new.created_by,
             revoked_by: None,
             revoke_reason: None,
+            rotated_at: None,
+            replaced_by: None,
+            revoke_scheduled: false,
         };
         state.push_event(token.kind.created_event(), &token, audit, None);
         state.rows.push(Row {
@@ -329,17 +359,38 @@ impl TokenRepository for MemoryRepository {
             .iter_mut()
             .map(|row| &mut row.token)
             .find(|token| token.revoked_at.is_none() && named_by(token, org_id, target));
+        let mut revoked: Vec<Token> = Vec::new();
         if let Some(token) = active {
             token.revoked_at = Some(audit.now);
             token.revoked_by = Some(revocation.revoked_by.clone());
             token.revoke_reason = revocation.reason.clone();
-            let token = token.clone();
+            revoked.push(token.clone());
+        } else {
+            // As the store: a revocation scheduled by a rotation is brought
+            // forward to now (every such token of that name).
+            for row in state.rows.iter_mut() {
+                let token = &mut row.token;
+                if token.revoke_scheduled
+                    && token.revoked_at.is_some_and(|at| at > audit.now)
+                    && named_by(token, org_id, target)
+                {
+                    token.revoke_scheduled = false;
+                    token.revoked_at = Some(audit.now);
+                    token.revoked_by = Some(revocation.revoked_by.clone());
+                    token.revoke_reason = revocation.reason.clone();
+                    revoked.push(token.clone());
+                }
+            }
+        }
+        for token in &revoked {
             state.push_event(
                 token.kind.revoked_event(),
-                &token,
+                token,
                 audit,
                 revocation.reason.clone(),
             );
+        }
+        if let Some(token) = revoked.into_iter().max_by_key(|token| token.id) {
             return Ok(RevokeOutcome::Revoked(token));
         }
         // As the store: the most recently revoked token of that name (names
@@ -427,7 +478,7 @@ impl TokenRepository for MemoryRepository {
             let expiring_soon = of_kind
                 .iter()
                 .filter(|token| {
-                    token.revoked_at.is_none()
+                    !token.is_revoked_at(now)
                         && token
                             .expires_at
                             .is_some_and(|at| at > now && at <= now + EXPIRING_SOON)
@@ -440,5 +491,110 @@ impl TokenRepository for MemoryRepository {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.lock().enter(RepositoryCall::Ping)
+    }
+
+    async fn rotate_token(
+        &self,
+        rotation: &Rotation,
+        new: NewToken,
+        audit: &AuditContext,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::RotateToken)?;
+        let Some(index) = state.rows.iter().position(|row| {
+            row.token.id == rotation.id
+                && row.token.org_id == rotation.org_id
+                && row.token.is_rotatable_at(rotation.rotated_at)
+        }) else {
+            return Ok(RotateOutcome::NotRotatable);
+        };
+        // As the store's transaction: the old row frees its name first, and
+        // a clash of the new row undoes everything.
+        let before = state.rows[index].token.clone();
+        {
+            let old = &mut state.rows[index].token;
+            old.rotated_at = Some(rotation.rotated_at);
+            old.replaced_by = Some(new.token_id);
+            old.revoked_at = Some(rotation.revoke_at);
+            old.revoked_by = Some(rotation.revoked_by.clone());
+            old.revoke_reason = rotation.reason.clone();
+            old.revoke_scheduled = rotation.revoke_at > rotation.rotated_at;
+        }
+        if state.clashes(&new) {
+            state.rows[index].token = before;
+            return Err(StoreError::Conflict);
+        }
+        let previous = state.rows[index].token.clone();
+        state.push_event_replaced(
+            AuditEventType::TokenRotated,
+            &previous,
+            audit,
+            rotation.reason.clone(),
+            Some(new.token_id),
+        );
+        state.last_token_id += 1;
+        let token = Token {
+            id: state.last_token_id,
+            token_id: new.token_id,
+            kind: new.kind,
+            org_id: new.org_id,
+            name: new.name,
+            owner_user_id: new.owner_user_id,
+            service_account_slug: new.service_account_slug,
+            workspace_id: new.workspace_id,
+            scopes: new.scopes,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            created_by: new.created_by,
+            revoked_by: None,
+            revoke_reason: None,
+            rotated_at: None,
+            replaced_by: None,
+            revoke_scheduled: false,
+        };
+        state.push_event(token.kind.created_event(), &token, audit, None);
+        state.rows.push(Row {
+            token: token.clone(),
+            hash: new.secret_hash,
+        });
+        Ok(RotateOutcome::Rotated {
+            token: Box::new(token),
+            previous: Box::new(previous),
+        })
+    }
+
+    async fn token_policy(&self, org_id: &str) -> Result<TokenPolicy, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::TokenPolicy)?;
+        Ok(state.policies.get(org_id).cloned().unwrap_or_default())
+    }
+
+    async fn replace_token_policy(
+        &self,
+        org_id: &str,
+        policy: &TokenPolicy,
+        audit: &AuditContext,
+    ) -> Result<TokenPolicy, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::ReplaceTokenPolicy)?;
+        state.policies.insert(org_id.to_owned(), policy.clone());
+        state.last_event_id += 1;
+        let id = state.last_event_id;
+        state.events.push(AuditEvent {
+            id,
+            event_type: AuditEventType::TokenPolicyUpdated,
+            org_id: org_id.to_owned(),
+            actor: audit.actor.clone(),
+            token_id: Uuid::nil(),
+            token_numeric_id: 0,
+            token_kind: None,
+            request_id: audit.request_id.clone(),
+            occurred_at: audit.now,
+            reason: None,
+            replaced_by: None,
+        });
+        Ok(policy.clone())
     }
 }

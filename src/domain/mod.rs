@@ -15,9 +15,11 @@ pub mod lifecycle;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod pagination;
+pub mod policy;
 pub mod problem;
 pub mod repository;
 pub mod request;
+pub mod rotation;
 pub mod secret;
 pub mod token;
 pub mod validation;

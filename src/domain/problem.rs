@@ -158,6 +158,12 @@ pub fn problem_kind(error: &ServiceError) -> ProblemKind {
             "Token already exists",
             "urn:tokend:problem:token-already-exists",
         ),
+        ServiceError::NotRotatable(_) => kind(
+            409,
+            "TOKEN_NOT_ROTATABLE",
+            "Token not rotatable",
+            "urn:tokend:problem:token-not-rotatable",
+        ),
         ServiceError::RateLimited { .. } => kind(
             429,
             "RATE_LIMITED",
@@ -252,7 +258,9 @@ impl Problem {
                     .metadata
                     .insert("missingScopes".to_owned(), missing.join(","));
             }
-            ServiceError::NotFound(resource) | ServiceError::AlreadyExists(resource) => {
+            ServiceError::NotFound(resource)
+            | ServiceError::AlreadyExists(resource)
+            | ServiceError::NotRotatable(resource) => {
                 problem
                     .metadata
                     .insert("resourceName".to_owned(), resource.name.clone());
@@ -359,6 +367,7 @@ pub fn log_failure(error: &ServiceError, request_id: &str) {
         | ServiceError::ScopeMissing { .. }
         | ServiceError::NotFound(_)
         | ServiceError::AlreadyExists(_)
+        | ServiceError::NotRotatable(_)
         | ServiceError::RateLimited { .. } => {}
     }
 }

@@ -6,6 +6,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
+use crate::domain::policy::TokenPolicy;
+use crate::domain::rotation::{RotateOutcome, Rotation};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
     NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenFilter, Visibility,
@@ -96,4 +98,34 @@ pub trait TokenRepository: Send + Sync + 'static {
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Rotates `rotation.id` of `rotation.org_id` if it is still rotatable
+    /// at `rotation.rotated_at` (not revoked, not even at a later instant;
+    /// not expired; not rotated): in one transaction, marks the old row
+    /// (`rotated_at`, `replaced_by`, `revoked_at = revoke_at`, `revoked_by`,
+    /// `revoke_reason`), which frees its name, inserts `new`, and writes
+    /// `token_rotated` and the new token's `*_created` event. The old row's
+    /// change is conditional, so of concurrent rotations exactly one wins;
+    /// the others get [`RotateOutcome::NotRotatable`] and write nothing.
+    fn rotate_token(
+        &self,
+        rotation: &Rotation,
+        new: NewToken,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<RotateOutcome, StoreError>> + Send;
+
+    /// The token policy of `org_id` (empty if none was set).
+    fn token_policy(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<TokenPolicy, StoreError>> + Send;
+
+    /// Replaces the token policy of `org_id` with `policy` and writes
+    /// `token_policy_updated`, in one transaction; returns what is stored.
+    fn replace_token_policy(
+        &self,
+        org_id: &str,
+        policy: &TokenPolicy,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<TokenPolicy, StoreError>> + Send;
 }

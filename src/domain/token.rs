@@ -41,6 +41,14 @@ pub struct Token {
     pub revoked_by: Option<String>,
     /// The reason given at revocation.
     pub revoke_reason: Option<String>,
+    /// When it was rotated (RotateToken), if it was.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The `token_id` of the token that replaced it, once rotated.
+    pub replaced_by: Option<Uuid>,
+    /// `revoked_at` is the end of a rotation's overlap, still to take
+    /// effect at that instant, rather than a revoke that happened (which
+    /// counts at once on every replica, whatever their clocks say).
+    pub revoke_scheduled: bool,
 }
 
 /// The state of a token at an instant, for metrics and authentication.
@@ -69,9 +77,18 @@ impl TokenState {
 }
 
 impl Token {
+    /// Whether the token is revoked at `now`: a revoke happened, or the
+    /// revocation a rotation scheduled at the end of its overlap is due
+    /// (`revoked_at <= now`); it takes effect by itself, with no background
+    /// task. The store's `revoked_condition` says the same in SQL.
+    pub fn is_revoked_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at
+            .is_some_and(|at| !self.revoke_scheduled || at <= now)
+    }
+
     /// The token's state at `now`. Revocation wins over expiry.
     pub fn state_at(&self, now: DateTime<Utc>) -> TokenState {
-        if self.revoked_at.is_some() {
+        if self.is_revoked_at(now) {
             TokenState::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             TokenState::Expired

@@ -2,7 +2,7 @@
 //! appends one [`FieldViolation`] per bad field, so a request with several bad
 //! fields learns about all of them at once, and nothing is written.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
@@ -348,6 +348,65 @@ pub fn check_optional_kind(violations: &mut Violations, kind: KindInput) -> Opti
             );
             None
         }
+    }
+}
+
+/// A google.protobuf.Duration field as received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DurationInput {
+    /// A representable span (possibly negative).
+    Valid(TimeDelta),
+    /// Seconds and nanos of opposite signs, nanos beyond ±999,999,999, or
+    /// seconds beyond what a span holds.
+    OutOfRange,
+}
+
+/// A duration field that must lie within `min..=max` (`limits` describes
+/// the range for the message, e.g. `0 to 7 days`). Returns the span if it
+/// does.
+pub fn check_duration(
+    violations: &mut Violations,
+    location: &str,
+    value: DurationInput,
+    min: TimeDelta,
+    max: TimeDelta,
+    limits: &str,
+) -> Option<TimeDelta> {
+    match value {
+        DurationInput::Valid(span) if span >= min && span <= max => Some(span),
+        DurationInput::Valid(span) => {
+            violations.push(
+                location,
+                &format!("must be between {limits} inclusive"),
+                &describe_duration(span),
+            );
+            None
+        }
+        DurationInput::OutOfRange => {
+            violations.push(location, "is not a valid duration", "");
+            None
+        }
+    }
+}
+
+/// A span as the proto3 JSON mapping writes a Duration (`3600s`,
+/// `1.5s`), for messages and echoed values.
+pub fn describe_duration(span: TimeDelta) -> String {
+    let nanos = span.subsec_nanos();
+    if nanos == 0 {
+        format!("{}s", span.num_seconds())
+    } else {
+        let sign = if span < TimeDelta::zero() && span.num_seconds() == 0 {
+            "-"
+        } else {
+            ""
+        };
+        let fraction = format!("{:09}", nanos.unsigned_abs());
+        format!(
+            "{sign}{}.{}s",
+            span.num_seconds(),
+            fraction.trim_end_matches('0')
+        )
     }
 }
 

@@ -1,14 +1,18 @@
 //! Conversion between proto messages and domain types. Requests become the
 //! core's raw inputs (the core validates); domain values become messages.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use prost_types::Timestamp;
 
 use crate::domain::audit::AuditEvent;
 use crate::domain::kind::TokenKind;
-use crate::domain::request::{CreateTokenInput, ListAuditEventsInput, ListTokensInput, StateInput};
+use crate::domain::policy::{KindPolicy, TokenPolicy};
+use crate::domain::request::{
+    CreateTokenInput, KindPolicyInput, ListAuditEventsInput, ListTokensInput, RotateInput,
+    StateInput, TokenPolicyInput,
+};
 use crate::domain::token::{StateFilter, Token};
-use crate::domain::validation::{KindInput, TimestampInput};
+use crate::domain::validation::{DurationInput, KindInput, TimestampInput};
 use crate::grpc::proto;
 
 /// Proto enum number → the core's view of a `kind` field.
@@ -122,8 +126,11 @@ pub fn token(token: &Token) -> proto::Token {
         created_by: token.created_by.clone(),
         revoked_by: token.revoked_by.clone().unwrap_or_default(),
         revoke_reason: token.revoke_reason.clone().unwrap_or_default(),
-        replaced_by: String::new(),
-        rotate_time: None,
+        replaced_by: token
+            .replaced_by
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        rotate_time: token.rotated_at.map(timestamp),
     }
 }
 
@@ -138,8 +145,75 @@ pub fn audit_event(event: &AuditEvent) -> proto::AuditEvent {
         request_id: event.request_id.clone(),
         occur_time: Some(timestamp(event.occurred_at)),
         reason: event.reason.clone().unwrap_or_default(),
-        token_kind: kind_to_proto(event.token_kind) as i32,
+        token_kind: event
+            .token_kind
+            .map_or(proto::TokenKind::Unspecified, kind_to_proto) as i32,
         token_numeric_id: event.token_numeric_id,
-        replaced_by: String::new(),
+        replaced_by: event
+            .replaced_by
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// A proto duration → the core's view: seconds and nanos must agree in
+/// sign and nanos stay within ±999,999,999 (the type's own rule).
+pub fn duration_input(value: &prost_types::Duration) -> DurationInput {
+    let consistent = value.nanos.unsigned_abs() < 1_000_000_000
+        && !(value.seconds > 0 && value.nanos < 0)
+        && !(value.seconds < 0 && value.nanos > 0);
+    let span = TimeDelta::try_seconds(value.seconds)
+        .and_then(|seconds| seconds.checked_add(&TimeDelta::nanoseconds(i64::from(value.nanos))));
+    match span {
+        Some(span) if consistent => DurationInput::Valid(span),
+        Some(_) | None => DurationInput::OutOfRange,
+    }
+}
+
+/// A domain span → proto duration (spans here are at most ten years).
+pub fn duration(span: TimeDelta) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: span.num_seconds(),
+        nanos: span.subsec_nanos(),
+    }
+}
+
+/// RotateTokenRequest → core input.
+pub fn rotate_token_input(request: proto::RotateTokenRequest) -> RotateInput {
+    RotateInput {
+        id: request.id,
+        overlap: request.overlap.as_ref().map(duration_input),
+        reason: request.reason,
+    }
+}
+
+/// A proto policy → core input (an absent policy is the empty one).
+pub fn token_policy_input(policy: Option<proto::TokenPolicy>) -> TokenPolicyInput {
+    TokenPolicyInput {
+        kinds: policy
+            .map(|policy| policy.kinds)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| KindPolicyInput {
+                kind: kind_input(entry.kind),
+                max_lifetime: entry.max_lifetime.as_ref().map(duration_input),
+                default_lifetime: entry.default_lifetime.as_ref().map(duration_input),
+            })
+            .collect(),
+    }
+}
+
+/// A domain policy → proto.
+pub fn token_policy(policy: &TokenPolicy) -> proto::TokenPolicy {
+    proto::TokenPolicy {
+        kinds: policy
+            .kinds()
+            .iter()
+            .map(|entry: &KindPolicy| proto::KindPolicy {
+                kind: kind_to_proto(entry.kind) as i32,
+                max_lifetime: entry.max_lifetime.map(duration),
+                default_lifetime: entry.default_lifetime.map(duration),
+            })
+            .collect(),
     }
 }

@@ -269,9 +269,20 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
 
     async fn rotate_token(
         &self,
-        _request: Request<proto::RotateTokenRequest>,
+        request: Request<proto::RotateTokenRequest>,
     ) -> Result<Response<proto::RotateTokenResponse>, Status> {
-        Err(Status::unimplemented("RotateToken is not served yet"))
+        let context = CallContext::of(&request)?;
+        let input = convert::rotate_token_input(request.into_inner());
+        let rotated = self
+            .lifecycle
+            .rotate_token(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::RotateTokenResponse {
+            token: Some(convert::token(&rotated.token)),
+            secret: rotated.secret.expose().to_owned(),
+            previous: Some(convert::token(&rotated.previous)),
+        }))
     }
 
     async fn revoke_token_by_secret(
@@ -292,15 +303,32 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
 
     async fn get_token_policy(
         &self,
-        _request: Request<proto::GetTokenPolicyRequest>,
+        request: Request<proto::GetTokenPolicyRequest>,
     ) -> Result<Response<proto::GetTokenPolicyResponse>, Status> {
-        Err(Status::unimplemented("GetTokenPolicy is not served yet"))
+        let context = CallContext::of(&request)?;
+        let policy = self
+            .lifecycle
+            .get_token_policy(&context.caller)
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::GetTokenPolicyResponse {
+            policy: Some(convert::token_policy(&policy)),
+        }))
     }
 
     async fn update_token_policy(
         &self,
-        _request: Request<proto::UpdateTokenPolicyRequest>,
+        request: Request<proto::UpdateTokenPolicyRequest>,
     ) -> Result<Response<proto::UpdateTokenPolicyResponse>, Status> {
-        Err(Status::unimplemented("UpdateTokenPolicy is not served yet"))
+        let context = CallContext::of(&request)?;
+        let input = convert::token_policy_input(request.into_inner().policy);
+        let policy = self
+            .lifecycle
+            .update_token_policy(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        Ok(Response::new(proto::UpdateTokenPolicyResponse {
+            policy: Some(convert::token_policy(&policy)),
+        }))
     }
 }

@@ -29,6 +29,7 @@ pub fn grpc_code(error: &ServiceError) -> Code {
         }
         ServiceError::NotFound(_) => Code::NotFound,
         ServiceError::AlreadyExists(_) => Code::AlreadyExists,
+        ServiceError::NotRotatable(_) => Code::FailedPrecondition,
         ServiceError::RateLimited { .. } => Code::ResourceExhausted,
         ServiceError::Unavailable { .. } => Code::Unavailable,
         ServiceError::Internal(_) => Code::Internal,

@@ -250,6 +250,7 @@ fn refusal_of(error: &ServiceError) -> Refusal {
         | ServiceError::ScopeMissing { .. }
         | ServiceError::NotFound(_)
         | ServiceError::AlreadyExists(_)
+        | ServiceError::NotRotatable(_)
         | ServiceError::Internal(_) => Refusal::Internal,
     }
 }

@@ -149,6 +149,7 @@ impl Metrics {
                 | ServiceError::PermissionDenied { .. }
                 | ServiceError::NotFound(_)
                 | ServiceError::AlreadyExists(_)
+                | ServiceError::NotRotatable(_)
                 | ServiceError::RateLimited { .. }
                 | ServiceError::Unavailable { .. }
                 | ServiceError::Internal(_),

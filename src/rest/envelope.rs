@@ -238,7 +238,8 @@ mod tests {
             proptest::collection::vec("[a-z:]{1,10}", 1..4)
                 .prop_map(|missing| ServiceError::ScopeMissing { missing }),
             resource.clone().prop_map(ServiceError::NotFound),
-            resource.prop_map(ServiceError::AlreadyExists),
+            resource.clone().prop_map(ServiceError::AlreadyExists),
+            resource.prop_map(ServiceError::NotRotatable),
             (0u64..100_000, "[a-z/]{1,20}").prop_map(|(ms, subject)| ServiceError::RateLimited {
                 retry_after: Duration::from_millis(ms),
                 subject,

@@ -418,11 +418,39 @@ impl<R: TokenRepository> Call<'_, R> {
                     next_page_token: page.next_page_token.unwrap_or_default(),
                 })
             }
-            Rpc::RotateToken
-            | Rpc::RevokeTokenBySecret
-            | Rpc::RevokeTokens
-            | Rpc::GetTokenPolicy
-            | Rpc::UpdateTokenPolicy => Ok(not_served(rpc, self.request_id)),
+            Rpc::RotateToken => {
+                let input = convert::rotate_token_input(self.decode()?);
+                let rotated = self
+                    .state
+                    .lifecycle
+                    .rotate_token(&self.caller, &self.audit(), input)
+                    .await?;
+                self.message(&proto::RotateTokenResponse {
+                    token: Some(convert::token(&rotated.token)),
+                    secret: rotated.secret.expose().to_owned(),
+                    previous: Some(convert::token(&rotated.previous)),
+                })
+            }
+            Rpc::GetTokenPolicy => {
+                let _request: proto::GetTokenPolicyRequest = self.decode()?;
+                let policy = self.state.lifecycle.get_token_policy(&self.caller).await?;
+                self.message(&proto::GetTokenPolicyResponse {
+                    policy: Some(convert::token_policy(&policy)),
+                })
+            }
+            Rpc::UpdateTokenPolicy => {
+                let request: proto::UpdateTokenPolicyRequest = self.decode()?;
+                let input = convert::token_policy_input(request.policy);
+                let policy = self
+                    .state
+                    .lifecycle
+                    .update_token_policy(&self.caller, &self.audit(), input)
+                    .await?;
+                self.message(&proto::UpdateTokenPolicyResponse {
+                    policy: Some(convert::token_policy(&policy)),
+                })
+            }
+            Rpc::RevokeTokenBySecret | Rpc::RevokeTokens => Ok(not_served(rpc, self.request_id)),
         }
     }
 

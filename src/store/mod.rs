@@ -5,7 +5,9 @@
 
 pub(crate) mod entity;
 pub mod migration;
+mod policy;
 mod queries;
+mod rotation;
 mod seed;
 
 pub use seed::{SeedHistory, SeededRevocation};

@@ -13,20 +13,23 @@ use uuid::Uuid;
 
 use crate::domain::audit::{AuditContext, AuditEvent, AuditEventType};
 use crate::domain::kind::TokenKind;
+use crate::domain::policy::TokenPolicy;
 use crate::domain::repository::{StoreError, TokenRepository};
+use crate::domain::rotation::{RotateOutcome, Rotation};
 use crate::domain::secret::TokenHash;
 use crate::domain::token::{
     EXPIRING_SOON, NewToken, Revocation, RevokeOutcome, RevokeTarget, StateFilter, Token,
     TokenCounts, TokenFilter, TokenState, Visibility,
 };
 use crate::store::entity::{audit_event, token};
+use crate::store::rotation::{not_revoked_condition, revoked_condition};
 use crate::store::{SeaStore, classify};
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}").into())
 }
 
-fn to_token(row: token::Model) -> Result<Token, StoreError> {
+pub(crate) fn to_token(row: token::Model) -> Result<Token, StoreError> {
     Ok(Token {
         id: row.id,
         token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("tokens.token_id"))?,
@@ -44,6 +47,12 @@ fn to_token(row: token::Model) -> Result<Token, StoreError> {
         created_by: row.created_by,
         revoked_by: row.revoked_by,
         revoke_reason: row.revoke_reason,
+        rotated_at: row.rotated_at,
+        replaced_by: row
+            .replaced_by
+            .map(|id| Uuid::try_parse(&id).map_err(|_| corrupt("tokens.replaced_by")))
+            .transpose()?,
+        revoke_scheduled: row.revoke_scheduled,
     })
 }
 
@@ -56,11 +65,22 @@ fn to_audit_event(row: audit_event::Model) -> Result<AuditEvent, StoreError> {
         actor: row.actor,
         token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("audit_events.token_id"))?,
         token_numeric_id: row.token_numeric_id,
-        token_kind: TokenKind::from_db_str(&row.token_kind)
-            .ok_or_else(|| corrupt("audit_events.token_kind"))?,
+        // Empty for an event about no token (`token_policy_updated`).
+        token_kind: if row.token_kind.is_empty() {
+            None
+        } else {
+            Some(
+                TokenKind::from_db_str(&row.token_kind)
+                    .ok_or_else(|| corrupt("audit_events.token_kind"))?,
+            )
+        },
         request_id: row.request_id,
         occurred_at: row.occurred_at,
         reason: row.reason,
+        replaced_by: row
+            .replaced_by
+            .map(|id| Uuid::try_parse(&id).map_err(|_| corrupt("audit_events.replaced_by")))
+            .transpose()?,
     })
 }
 
@@ -85,10 +105,13 @@ pub(crate) fn new_token_row(new: NewToken) -> token::ActiveModel {
         created_by: ActiveValue::Set(new.created_by),
         revoked_by: ActiveValue::Set(None),
         revoke_reason: ActiveValue::Set(None),
+        rotated_at: ActiveValue::Set(None),
+        replaced_by: ActiveValue::Set(None),
+        revoke_scheduled: ActiveValue::Set(false),
     }
 }
 
-fn audit_row(
+pub(crate) fn audit_row(
     event_type: AuditEventType,
     token: &Token,
     audit: &AuditContext,
@@ -105,6 +128,7 @@ fn audit_row(
         request_id: ActiveValue::Set(audit.request_id.clone()),
         occurred_at: ActiveValue::Set(audit.now),
         reason: ActiveValue::Set(reason),
+        replaced_by: ActiveValue::Set(None),
     }
 }
 
@@ -158,7 +182,7 @@ fn visibility_condition(org_id: &str, visibility: &Visibility) -> Condition {
 /// The rows of the states `state` admits at `now` (revoked wins over
 /// expired, as in `Token::state_at`).
 fn state_condition(state: StateFilter, now: DateTime<Utc>) -> Condition {
-    let not_revoked = || Condition::all().add(token::Column::RevokedAt.is_null());
+    let not_revoked = || not_revoked_condition(now);
     match state {
         StateFilter::NotRevoked => not_revoked(),
         StateFilter::Active => not_revoked().add(
@@ -167,7 +191,7 @@ fn state_condition(state: StateFilter, now: DateTime<Utc>) -> Condition {
                 .add(token::Column::ExpiresAt.gt(now)),
         ),
         StateFilter::Expired => not_revoked().add(token::Column::ExpiresAt.lte(now)),
-        StateFilter::Revoked => Condition::all().add(token::Column::RevokedAt.is_not_null()),
+        StateFilter::Revoked => revoked_condition(now),
         StateFilter::Any => Condition::all(),
     }
 }
@@ -194,7 +218,7 @@ impl SeaStore {
     /// write lock up front, so concurrent writers queue on the busy timeout
     /// instead of failing with `database is locked` when a read lock cannot be
     /// upgraded.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         self.connection()
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -313,7 +337,16 @@ impl TokenRepository for SeaStore {
             .exec_with_returning(&txn)
             .await
             .map_err(classify)?;
-        if let Some(row) = updated.into_iter().next() {
+        let updated = if updated.is_empty() {
+            // A revocation a rotation scheduled (`revoked_at` still in the
+            // future) is brought forward to now, with its event.
+            self.revoke_scheduled(&txn, target_condition(org_id, target), revocation, audit)
+                .await?
+        } else {
+            updated
+        };
+        let mut newest = None;
+        for row in updated {
             let token = to_token(row)?;
             audit_row(
                 token.kind.revoked_event(),
@@ -324,6 +357,11 @@ impl TokenRepository for SeaStore {
             .insert(&txn)
             .await
             .map_err(classify)?;
+            if newest.as_ref().is_none_or(|t: &Token| t.id < token.id) {
+                newest = Some(token);
+            }
+        }
+        if let Some(token) = newest {
             txn.commit().await.map_err(classify)?;
             return Ok(RevokeOutcome::Revoked(token));
         }
@@ -408,7 +446,7 @@ impl TokenRepository for SeaStore {
         // One statement, so every figure is read from the same snapshot (a
         // token revoked or created meanwhile is counted once, in one state).
         let count_when = |condition: Condition| Func::count(Expr::case(condition, 1));
-        let live = || Condition::all().add(token::Column::RevokedAt.is_null());
+        let live = || not_revoked_condition(now);
         let rows: Vec<(String, i64, i64, i64, i64)> = token::Entity::find()
             .select_only()
             .column(token::Column::Kind)
@@ -426,10 +464,7 @@ impl TokenRepository for SeaStore {
                 count_when(live().add(token::Column::ExpiresAt.lte(now))),
                 "expired",
             )
-            .expr_as(
-                count_when(Condition::all().add(token::Column::RevokedAt.is_not_null())),
-                "revoked",
-            )
+            .expr_as(count_when(revoked_condition(now)), "revoked")
             .expr_as(
                 count_when(
                     live()
@@ -464,5 +499,27 @@ impl TokenRepository for SeaStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.ping_database().await
+    }
+
+    async fn rotate_token(
+        &self,
+        rotation: &Rotation,
+        new: NewToken,
+        audit: &AuditContext,
+    ) -> Result<RotateOutcome, StoreError> {
+        self.rotate(rotation, new, audit).await
+    }
+
+    async fn token_policy(&self, org_id: &str) -> Result<TokenPolicy, StoreError> {
+        self.read_token_policy(org_id).await
+    }
+
+    async fn replace_token_policy(
+        &self,
+        org_id: &str,
+        policy: &TokenPolicy,
+        audit: &AuditContext,
+    ) -> Result<TokenPolicy, StoreError> {
+        self.write_token_policy(org_id, policy, audit).await
     }
 }

@@ -27,4 +27,5 @@ mod metrics;
 mod operations;
 mod postgres;
 mod rest;
+mod rotation;
 mod seed;

@@ -7,13 +7,16 @@
 //! fuzz target exercises the very functions the server runs.
 
 mod create;
+mod policy;
 mod presented;
 mod read;
 mod revoke;
+mod rotate;
 #[cfg(test)]
 mod tests;
 
 pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
+pub use policy::{KindPolicyInput, TokenPolicyInput, parse_token_policy};
 pub use presented::{
     AcceptedFamilies, AuthenticateInput, RequiredScopes, parse_presented_secret,
     parse_required_scopes,
@@ -23,6 +26,7 @@ pub use read::{
     parse_audit_query, parse_get, parse_list,
 };
 pub use revoke::{RevokeInput, ValidRevoke, parse_revoke};
+pub use rotate::{MAX_OVERLAP, RotateInput, ValidRotate, parse_rotate};
 
 /// An optional text field: `None` when empty.
 fn non_empty(value: String) -> Option<String> {

@@ -10,6 +10,8 @@
 
 mod filters;
 mod permissions;
+mod policy;
+mod rotation;
 mod rules;
 mod scopes;
 mod validation;

@@ -78,7 +78,7 @@ async fn a_create_writes_its_event_and_owns_the_token_to_the_caller() {
         assert_eq!(events[0].event_type, kind.created_event());
         assert_eq!(events[0].actor, "root");
         assert_eq!(events[0].token_id, token.token_id);
-        assert_eq!(events[0].token_kind, kind);
+        assert_eq!(events[0].token_kind, Some(kind));
     }
 }
 

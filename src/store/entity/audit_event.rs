@@ -19,7 +19,8 @@ pub struct Model {
     pub token_id: String,
     /// The token's numeric id.
     pub token_numeric_id: i64,
-    /// The token's kind.
+    /// The token's kind; empty for an event about no token
+    /// (`token_policy_updated`).
     pub token_kind: String,
     /// Request id.
     pub request_id: String,
@@ -27,6 +28,8 @@ pub struct Model {
     pub occurred_at: DateTimeUtc,
     /// Revoke reason.
     pub reason: Option<String>,
+    /// In `token_rotated`: the successor's `token_id`.
+    pub replaced_by: Option<String>,
 }
 
 /// No relations are navigated.

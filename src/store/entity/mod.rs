@@ -3,3 +3,4 @@
 pub mod audit_event;
 pub mod page_token_key;
 pub mod token;
+pub mod token_policy;

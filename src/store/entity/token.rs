@@ -1,5 +1,6 @@
 //! The `tokens` table. Revocation is a soft delete: `revoked_at` is set and
-//! the row stays.
+//! the row stays. A rotated token's `revoked_at` may be the end of its
+//! overlap (`revoke_scheduled`): it counts as revoked from that instant.
 
 use sea_orm::entity::prelude::*;
 
@@ -45,6 +46,13 @@ pub struct Model {
     pub revoked_by: Option<String>,
     /// Revoke reason.
     pub revoke_reason: Option<String>,
+    /// When the token was rotated.
+    pub rotated_at: Option<DateTimeUtc>,
+    /// The `token_id` of the token that replaced it.
+    pub replaced_by: Option<String>,
+    /// `revoked_at` is the end of a rotation's overlap (it takes effect at
+    /// that instant), not a revoke that happened.
+    pub revoke_scheduled: bool,
 }
 
 /// No relations are navigated.
