@@ -25,11 +25,14 @@ pub enum AuditEventType {
     WorkspaceApiKeyCreated,
     /// A workspace API key was deleted (revoked).
     WorkspaceApiKeyDeleted,
+    /// A revoked token's secret was presented (AuthenticateToken or the
+    /// metrics endpoint); written at most once a minute per token.
+    RevokedTokenUsed,
 }
 
 impl AuditEventType {
     /// Every event type.
-    pub const ALL: [AuditEventType; 8] = [
+    pub const ALL: [AuditEventType; 9] = [
         AuditEventType::ScrapeTokenCreated,
         AuditEventType::ScrapeTokenRevoked,
         AuditEventType::PersonalAccessTokenCreated,
@@ -38,6 +41,7 @@ impl AuditEventType {
         AuditEventType::ServiceAccountTokenRevoked,
         AuditEventType::WorkspaceApiKeyCreated,
         AuditEventType::WorkspaceApiKeyDeleted,
+        AuditEventType::RevokedTokenUsed,
     ];
 
     /// The stable name clients filter by and the database stores.
@@ -51,6 +55,7 @@ impl AuditEventType {
             AuditEventType::ServiceAccountTokenRevoked => "service_account_token_revoked",
             AuditEventType::WorkspaceApiKeyCreated => "workspace_api_key_created",
             AuditEventType::WorkspaceApiKeyDeleted => "workspace_api_key_deleted",
+            AuditEventType::RevokedTokenUsed => "revoked_token_used",
         }
     }
 

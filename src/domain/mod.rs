@@ -5,18 +5,21 @@
 
 pub mod audit;
 pub mod audit_log;
+pub mod bulk_revoke;
 pub mod caller;
 pub mod clock;
 pub mod entropy;
 pub mod error;
 pub mod kind;
 pub mod last_use;
+pub mod leaked;
 pub mod lifecycle;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod pagination;
 pub mod repository;
 pub mod request;
+pub mod revoked_use;
 pub mod secret;
 pub mod token;
 pub mod validation;

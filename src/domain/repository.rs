@@ -96,4 +96,39 @@ pub trait TokenRepository: Send + Sync + 'static {
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// RevokeTokenBySecret: revokes the token with this secret hash, in any
+    /// organisation, unless it is already revoked at `audit.now`, writing
+    /// its `*_revoked` event (in the token's organisation) in the same
+    /// transaction; an already revoked token comes back unchanged.
+    fn revoke_by_hash(
+        &self,
+        hash: &TokenHash,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
+
+    /// RevokeTokens: revokes those tokens of `org_id` among `ids` that are
+    /// still active at `audit.now` (not revoked, not expired), each with its
+    /// `*_revoked` event, all in one transaction. Conditional, so a token
+    /// revoked meanwhile by another call is left alone and gets no second
+    /// event. Returns the tokens this call revoked, by id.
+    fn revoke_active(
+        &self,
+        org_id: &str,
+        ids: &[i64],
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send;
+
+    /// A revoked token was presented: unless a use of it was recorded at or
+    /// after `recorded_before` (on any replica), notes `audit.now` on the
+    /// token and writes a `revoked_token_used` event in its organisation, in
+    /// one transaction. Returns the token when the event was written.
+    fn record_revoked_use(
+        &self,
+        id: i64,
+        audit: &AuditContext,
+        recorded_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
 }

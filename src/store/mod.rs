@@ -3,9 +3,11 @@
 //!
 //! [`TokenRepository`]: crate::domain::repository::TokenRepository
 
+mod bulk_revoke;
 pub(crate) mod entity;
 pub mod migration;
 mod queries;
+mod revoked_use;
 mod seed;
 
 pub use seed::{SeedHistory, SeededRevocation};

@@ -26,7 +26,7 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}").into())
 }
 
-fn to_token(row: token::Model) -> Result<Token, StoreError> {
+pub(super) fn to_token(row: token::Model) -> Result<Token, StoreError> {
     Ok(Token {
         id: row.id,
         token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("tokens.token_id"))?,
@@ -85,10 +85,11 @@ pub(crate) fn new_token_row(new: NewToken) -> token::ActiveModel {
         created_by: ActiveValue::Set(new.created_by),
         revoked_by: ActiveValue::Set(None),
         revoke_reason: ActiveValue::Set(None),
+        revoked_use_recorded_at: ActiveValue::Set(None),
     }
 }
 
-fn audit_row(
+pub(super) fn audit_row(
     event_type: AuditEventType,
     token: &Token,
     audit: &AuditContext,
@@ -194,7 +195,7 @@ impl SeaStore {
     /// write lock up front, so concurrent writers queue on the busy timeout
     /// instead of failing with `database is locked` when a read lock cannot be
     /// upgraded.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(super) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         self.connection()
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -464,5 +465,33 @@ impl TokenRepository for SeaStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.ping_database().await
+    }
+
+    async fn revoke_by_hash(
+        &self,
+        hash: &TokenHash,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.revoke_secret_hash(hash, revocation, audit).await
+    }
+
+    async fn revoke_active(
+        &self,
+        org_id: &str,
+        ids: &[i64],
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<Vec<Token>, StoreError> {
+        self.revoke_active_ids(org_id, ids, revocation, audit).await
+    }
+
+    async fn record_revoked_use(
+        &self,
+        id: i64,
+        audit: &AuditContext,
+        recorded_before: DateTime<Utc>,
+    ) -> Result<Option<Token>, StoreError> {
+        self.write_revoked_use(id, audit, recorded_before).await
     }
 }

@@ -6,14 +6,21 @@
 //! the lifecycle cannot act on a request that skipped validation, and the
 //! fuzz target exercises the very functions the server runs.
 
+mod bulk_revoke;
 mod create;
+mod leaked;
 mod presented;
 mod read;
 mod revoke;
 #[cfg(test)]
 mod tests;
 
+pub use bulk_revoke::{
+    MAX_REVOKED_PER_CALL, MISSING_SELECTOR_FIELD, RevokeSelectors, RevokeTokensInput,
+    ValidRevokeTokens, parse_revoke_tokens,
+};
 pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
+pub use leaked::{RevokeBySecretInput, ValidRevokeBySecret, parse_revoke_by_secret};
 pub use presented::{
     AcceptedFamilies, AuthenticateInput, RequiredScopes, parse_presented_secret,
     parse_required_scopes,

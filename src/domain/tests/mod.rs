@@ -213,6 +213,15 @@ impl Fixture {
         }
     }
 
+    /// The audit context of a scrape on the metrics endpoint now: no actor.
+    pub fn scraper(&self) -> AuditContext {
+        AuditContext {
+            actor: String::new(),
+            request_id: "req-scrape".to_owned(),
+            now: self.now(),
+        }
+    }
+
     pub async fn create(
         &self,
         caller: &Caller,

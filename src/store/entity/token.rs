@@ -45,6 +45,9 @@ pub struct Model {
     pub revoked_by: Option<String>,
     /// Revoke reason.
     pub revoke_reason: Option<String>,
+    /// When a use of this token after its revocation was last written as a
+    /// `revoked_token_used` event.
+    pub revoked_use_recorded_at: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated.
