@@ -45,7 +45,8 @@ pub struct RevokedUseThrottle {
 
 impl RevokedUseThrottle {
     /// Whether a use of `token_id` at `now` should be handed to the writer:
-    /// not if one was handed over less than a minute before.
+    /// not if one was handed over a minute ago or less (the store's rule,
+    /// as for `last_used_at`).
     pub fn admit(&self, token_id: i64, now: DateTime<Utc>) -> bool {
         let mut handed_over = self
             .handed_over
@@ -54,12 +55,12 @@ impl RevokedUseThrottle {
         let recent_since = now - REVOKED_USE_GRANULARITY;
         if handed_over
             .get(&token_id)
-            .is_some_and(|at| *at > recent_since)
+            .is_some_and(|at| *at >= recent_since)
         {
             return false;
         }
         if handed_over.len() >= MAX_REMEMBERED {
-            handed_over.retain(|_, at| *at > recent_since);
+            handed_over.retain(|_, at| *at >= recent_since);
         }
         if handed_over.len() < MAX_REMEMBERED {
             handed_over.insert(token_id, now);
@@ -82,8 +83,9 @@ mod tests {
         assert!(throttle.admit(1, at(0)));
         assert!(!throttle.admit(1, at(59)));
         assert!(throttle.admit(2, at(59)));
-        assert!(throttle.admit(1, at(60)));
-        assert!(!throttle.admit(1, at(119)));
+        assert!(!throttle.admit(1, at(60)));
+        assert!(throttle.admit(1, at(61)));
+        assert!(!throttle.admit(1, at(121)));
     }
 
     #[test]
@@ -96,7 +98,7 @@ mod tests {
         // store's check decides), and is not remembered.
         assert!(throttle.admit(-1, at(1)));
         assert!(throttle.admit(-1, at(2)));
-        // A minute on, the old entries are dropped to make room.
+        // Over a minute on, the old entries are dropped to make room.
         assert!(throttle.admit(-1, at(61)));
         assert!(!throttle.admit(-1, at(62)));
     }

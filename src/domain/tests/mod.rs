@@ -8,8 +8,11 @@
 //! types through the imports below, so a change of constructor or module
 //! layout is adapted here once.
 
+mod bulk_revoke;
 mod filters;
+mod leaked;
 mod permissions;
+mod revoked_use;
 mod rules;
 mod scopes;
 mod validation;
