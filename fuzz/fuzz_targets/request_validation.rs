@@ -163,7 +163,7 @@ impl TokenRepository for Stub {
     fn revoke_active(
         &self,
         _org_id: &str,
-        _ids: &[i64],
+        _selected: &[Token],
         _revocation: &Revocation,
         _audit: &AuditContext,
     ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send {

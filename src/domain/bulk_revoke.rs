@@ -27,9 +27,10 @@ pub struct BulkRevoked {
 impl<R: TokenRepository> TokenLifecycle<R> {
     /// RevokeTokens (`admin`): selects the oldest
     /// [`MAX_REVOKED_PER_CALL`] active tokens that match, then revokes them
-    /// with one conditional statement and one `*_revoked` event each, in
-    /// one transaction. A token another call revoked in between is left
-    /// out (no second event); a dry run only reads.
+    /// with one conditional statement (a compare-and-set on the
+    /// `revoked_at` read) and one `*_revoked` event each, in one
+    /// transaction. A token another call revoked in between is left out
+    /// (no second event); a dry run only reads.
     pub async fn revoke_tokens(
         &self,
         caller: &Caller,
@@ -61,16 +62,15 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             });
         }
 
-        let ids: Vec<i64> = matching.iter().map(|token| token.id).collect();
         let revocation = Revocation {
             revoked_by: caller.subject.clone(),
             reason: valid.reason().map(str::to_owned),
         };
-        let revoked = if ids.is_empty() {
+        let revoked = if matching.is_empty() {
             Vec::new()
         } else {
             self.repository()
-                .revoke_active(&caller.org_id, &ids, &revocation, audit)
+                .revoke_active(&caller.org_id, &matching, &revocation, audit)
                 .await?
         };
         for token in &revoked {

@@ -348,7 +348,7 @@ mod tests {
         fn revoke_active(
             &self,
             _: &str,
-            _: &[i64],
+            _: &[Token],
             _: &Revocation,
             _: &AuditContext,
         ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send {

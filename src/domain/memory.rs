@@ -492,7 +492,7 @@ impl TokenRepository for MemoryRepository {
     async fn revoke_active(
         &self,
         org_id: &str,
-        ids: &[i64],
+        selected: &[Token],
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<Vec<Token>, StoreError> {
@@ -501,8 +501,12 @@ impl TokenRepository for MemoryRepository {
         let mut revoked = Vec::new();
         for row in &mut state.rows {
             let token = &mut row.token;
+            // As the store: a compare-and-set on the `revoked_at` read.
+            let unchanged = selected
+                .iter()
+                .any(|seen| seen.id == token.id && seen.revoked_at == token.revoked_at);
             if token.org_id == org_id
-                && ids.contains(&token.id)
+                && unchanged
                 && !revoked_at(token, audit.now)
                 && token.expires_at.is_none_or(|at| at > audit.now)
             {

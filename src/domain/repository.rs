@@ -100,7 +100,9 @@ pub trait TokenRepository: Send + Sync + 'static {
     /// RevokeTokenBySecret: revokes the token with this secret hash, in any
     /// organisation, unless it is already revoked at `audit.now`, writing
     /// its `*_revoked` event (in the token's organisation) in the same
-    /// transaction; an already revoked token comes back unchanged.
+    /// transaction; an already revoked token comes back unchanged. The
+    /// update is a compare-and-set on the `revoked_at` read, so of two
+    /// concurrent calls exactly one revokes, whatever their clocks.
     fn revoke_by_hash(
         &self,
         hash: &TokenHash,
@@ -108,15 +110,17 @@ pub trait TokenRepository: Send + Sync + 'static {
         audit: &AuditContext,
     ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
 
-    /// RevokeTokens: revokes those tokens of `org_id` among `ids` that are
-    /// still active at `audit.now` (not revoked, not expired), each with its
-    /// `*_revoked` event, all in one transaction. Conditional, so a token
-    /// revoked meanwhile by another call is left alone and gets no second
+    /// RevokeTokens: revokes those of `selected` (tokens of `org_id` read
+    /// as active at `audit.now`) whose `revoked_at` is still what was read
+    /// and that have not expired at `audit.now`, each with its `*_revoked`
+    /// event, all in one transaction. A compare-and-set rather than a
+    /// comparison with `now`: a token another call revoked meanwhile, even
+    /// on a replica whose clock is ahead, is left alone and gets no second
     /// event. Returns the tokens this call revoked, by id.
     fn revoke_active(
         &self,
         org_id: &str,
-        ids: &[i64],
+        selected: &[Token],
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send;

@@ -1,8 +1,11 @@
-//! The statements behind RevokeTokenBySecret and RevokeTokens. Both revoke
-//! with a conditional UPDATE (`not revoked at now`, a revocation still
-//! ahead counting as not yet revoked), so a token revoked concurrently by
-//! another call is left alone and gets no second event, and write each
-//! `*_revoked` event in the same transaction.
+//! The statements behind RevokeTokenBySecret and RevokeTokens. A token is
+//! revoked at an instant when `revoked_at <= now` (a rotated token's
+//! revocation may lie ahead). Both revoke with a compare-and-set on the
+//! `revoked_at` they read, rather than with a comparison against their own
+//! `now`: a token that another call revoked meanwhile, perhaps on a
+//! replica whose clock runs a little ahead (its `revoked_at` then looks
+//! like a revocation still to come), is left alone and gets no second
+//! event. Each `*_revoked` event is written in the same transaction.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -16,12 +19,30 @@ use crate::store::entity::{audit_event, token};
 use crate::store::queries::{audit_row, to_token};
 use crate::store::{SeaStore, classify};
 
-/// Not revoked at `now`: never revoked, or revoked only from a later
-/// instant on.
-fn not_revoked_at(now: DateTime<Utc>) -> Condition {
-    Condition::any()
-        .add(token::Column::RevokedAt.is_null())
-        .add(token::Column::RevokedAt.gt(now))
+/// The rows of `selected` whose `revoked_at` is still the one read: for
+/// most, `IS NULL` over an `IN` list; for a revocation still ahead, that
+/// very instant.
+fn revocation_unchanged(selected: &[Token]) -> Condition {
+    let never_revoked: Vec<i64> = selected
+        .iter()
+        .filter(|token| token.revoked_at.is_none())
+        .map(|token| token.id)
+        .collect();
+    let mut condition = Condition::any().add(
+        Condition::all()
+            .add(token::Column::Id.is_in(never_revoked))
+            .add(token::Column::RevokedAt.is_null()),
+    );
+    for token in selected {
+        if let Some(at) = token.revoked_at {
+            condition = condition.add(
+                Condition::all()
+                    .add(token::Column::Id.eq(token.id))
+                    .add(token::Column::RevokedAt.eq(at)),
+            );
+        }
+    }
+    condition
 }
 
 /// Not expired at `now`.
@@ -61,60 +82,75 @@ impl SeaStore {
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<RevokeOutcome, StoreError> {
-        let by_hash = || token::Column::SecretHash.eq(hash.as_bytes().to_vec());
         let txn = self.begin_write().await?;
-        let updated = revoke_statement(revocation, audit)
-            .filter(by_hash())
-            .filter(not_revoked_at(audit.now))
-            .exec_with_returning(&txn)
-            .await
-            .map_err(classify)?;
-        if let Some(row) = updated.into_iter().next() {
-            let token = to_token(row)?;
-            audit_row(
-                token.kind.revoked_event(),
-                &token,
-                audit,
-                revocation.reason.clone(),
-            )
-            .insert(&txn)
-            .await
-            .map_err(classify)?;
-            txn.commit().await.map_err(classify)?;
-            return Ok(RevokeOutcome::Revoked(token));
-        }
-        let existing = token::Entity::find()
-            .filter(by_hash())
+        let Some(row) = token::Entity::find()
+            .filter(token::Column::SecretHash.eq(hash.as_bytes().to_vec()))
             .all(&txn)
             .await
             .map_err(classify)?
             .into_iter()
-            .next();
-        txn.commit().await.map_err(classify)?;
-        match existing {
-            Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
-            None => Ok(RevokeOutcome::NotFound),
+            .next()
+        else {
+            txn.commit().await.map_err(classify)?;
+            return Ok(RevokeOutcome::NotFound);
+        };
+        let seen = to_token(row)?;
+        if seen.revoked_at.is_some_and(|at| at <= audit.now) {
+            txn.commit().await.map_err(classify)?;
+            return Ok(RevokeOutcome::AlreadyRevoked(seen));
         }
+        let updated = revoke_statement(revocation, audit)
+            .filter(revocation_unchanged(std::slice::from_ref(&seen)))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(classify)?;
+        let Some(row) = updated.into_iter().next() else {
+            // Revoked by another call between the read and the update (on
+            // PostgreSQL the update waited for it): answer that revocation.
+            let current = token::Entity::find_by_id(seen.id)
+                .all(&txn)
+                .await
+                .map_err(classify)?
+                .into_iter()
+                .next();
+            txn.commit().await.map_err(classify)?;
+            return match current {
+                Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
+                None => Ok(RevokeOutcome::NotFound),
+            };
+        };
+        let token = to_token(row)?;
+        audit_row(
+            token.kind.revoked_event(),
+            &token,
+            audit,
+            revocation.reason.clone(),
+        )
+        .insert(&txn)
+        .await
+        .map_err(classify)?;
+        txn.commit().await.map_err(classify)?;
+        Ok(RevokeOutcome::Revoked(token))
     }
 
     /// [`TokenRepository::revoke_active`]: one UPDATE of the rows of
-    /// `org_id` among `ids` still active at `audit.now`, one multi-row
+    /// `org_id` among `selected` whose revocation is unchanged and that
+    /// have not expired at `audit.now`, one multi-row
     /// INSERT of their events (at most 1000 rows of 9 values: within both
     /// backends' bind limits), one transaction.
     ///
     /// [`TokenRepository::revoke_active`]: crate::domain::repository::TokenRepository::revoke_active
-    pub(super) async fn revoke_active_ids(
+    pub(super) async fn revoke_unchanged(
         &self,
         org_id: &str,
-        ids: &[i64],
+        selected: &[Token],
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<Vec<Token>, StoreError> {
         let txn = self.begin_write().await?;
         let rows = revoke_statement(revocation, audit)
             .filter(token::Column::OrgId.eq(org_id))
-            .filter(token::Column::Id.is_in(ids.iter().copied()))
-            .filter(not_revoked_at(audit.now))
+            .filter(revocation_unchanged(selected))
             .filter(not_expired_at(audit.now))
             .exec_with_returning(&txn)
             .await

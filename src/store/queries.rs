@@ -479,11 +479,12 @@ impl TokenRepository for SeaStore {
     async fn revoke_active(
         &self,
         org_id: &str,
-        ids: &[i64],
+        selected: &[Token],
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<Vec<Token>, StoreError> {
-        self.revoke_active_ids(org_id, ids, revocation, audit).await
+        self.revoke_unchanged(org_id, selected, revocation, audit)
+            .await
     }
 
     async fn record_revoked_use(

@@ -333,25 +333,35 @@ async fn a_call_revokes_at_most_1000_and_says_more() {
     assert_eq!(revoked_events(&fx.repository.audit_events()).len(), cap + 1);
 }
 
-/// The revoke is conditional: a token revoked after the call selected it
-/// (by another call) is left alone, keeps its first revocation and gets no
-/// second event.
+/// The revoke is a compare-and-set: a token revoked after the call
+/// selected it (by another call, even one on a replica whose clock runs
+/// ahead, so that its `revoked_at` lies in this call's future) is left
+/// alone, keeps its first revocation and gets no second event.
 #[tokio::test]
 async fn a_token_revoked_meanwhile_gets_no_second_event() {
+    use crate::domain::repository::TokenRepository;
     let fx = Fixture::new();
     let root = admin(ACME);
     let (first, _) = fx.made(&root, TokenKind::Scrape, "first").await;
     let (second, _) = fx.made(&root, TokenKind::Scrape, "second").await;
+    let (third, _) = fx.made(&root, TokenKind::Scrape, "third").await;
+    // Read as active now; then revoked by hand now, and by a replica five
+    // seconds ahead.
+    let selected = [first.clone(), second.clone(), third.clone()];
+    let audit = fx.audit(&root);
     ok(fx.revoke(&root, revoke_input(&first, "by hand")).await);
+    fx.clock.advance(TimeDelta::seconds(5));
+    ok(fx
+        .revoke(&root, revoke_input(&third, "by a replica ahead"))
+        .await);
     let events_before = fx.repository.audit_events().len();
     let revocation = crate::domain::token::Revocation {
         revoked_by: "root".to_owned(),
         reason: Some("bulk".to_owned()),
     };
-    use crate::domain::repository::TokenRepository;
     let revoked = ok(fx
         .repository
-        .revoke_active(ACME, &[first.id, second.id], &revocation, &fx.audit(&root))
+        .revoke_active(ACME, &selected, &revocation, &audit)
         .await
         .map_err(ServiceError::from));
     assert_eq!(
@@ -359,15 +369,15 @@ async fn a_token_revoked_meanwhile_gets_no_second_event() {
         [second.id]
     );
     assert_eq!(fx.repository.audit_events().len(), events_before + 1);
-    let kept = fx
-        .repository
-        .tokens()
-        .into_iter()
-        .find(|t| t.id == first.id);
-    assert_eq!(
-        kept.and_then(|t| t.revoke_reason),
-        Some("by hand".to_owned())
-    );
+    let reason_of = |id| {
+        fx.repository
+            .tokens()
+            .into_iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.revoke_reason)
+    };
+    assert_eq!(reason_of(first.id).as_deref(), Some("by hand"));
+    assert_eq!(reason_of(third.id).as_deref(), Some("by a replica ahead"));
 }
 
 /// A failed store write answers its error and leaves every token active.
