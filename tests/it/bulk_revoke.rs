@@ -400,7 +400,7 @@ async fn a_leaked_secret_is_revoked_in_its_own_organisation(backend: Backend) ->
     );
     assert_eq!(again.revoke_reason, "posted in a public repo");
     let revoked_events = events_of(&server, &owner, "scrape_token_revoked").await;
-    assert_eq!(revoked_events, [token.token_id.clone()], "no second event");
+    assert_eq!(revoked_events, [token.token_id.as_str()], "no second event");
     server.shutdown().await;
     Ok(())
 }
