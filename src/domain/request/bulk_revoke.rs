@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::non_empty;
+use super::read::check_kind_filters;
 use crate::domain::error::InvalidFields;
 use crate::domain::kind::TokenKind;
 use crate::domain::token::{StateFilter, TokenFilter};
@@ -94,30 +95,12 @@ pub fn parse_revoke_tokens(input: RevokeTokensInput) -> Result<ValidRevokeTokens
     if !input.owner_user_id.is_empty() {
         validation::check_subject(&mut violations, "owner_user_id", &input.owner_user_id);
     }
-    if !input.service_account_slug.is_empty() {
-        validation::check_slug(
-            &mut violations,
-            "service_account_slug",
-            &input.service_account_slug,
-        );
-        if kind.is_some_and(|k| k != TokenKind::ServiceAccount) {
-            violations.push(
-                "service_account_slug",
-                "selects service-account tokens only",
-                &input.service_account_slug,
-            );
-        }
-    }
-    if !input.workspace_id.is_empty() {
-        validation::check_workspace_id(&mut violations, "workspace_id", &input.workspace_id);
-        if kind.is_some_and(|k| k != TokenKind::WorkspaceApiKey) {
-            violations.push(
-                "workspace_id",
-                "selects workspace API keys only",
-                &input.workspace_id,
-            );
-        }
-    }
+    check_kind_filters(
+        &mut violations,
+        kind,
+        &input.service_account_slug,
+        &input.workspace_id,
+    );
     let no_selector = input.kind == KindInput::Unspecified
         && input.owner_user_id.is_empty()
         && input.service_account_slug.is_empty()
