@@ -28,11 +28,14 @@ fn revocation_unchanged(selected: &[Token]) -> Condition {
         .filter(|token| token.revoked_at.is_none())
         .map(|token| token.id)
         .collect();
-    let mut condition = Condition::any().add(
-        Condition::all()
-            .add(token::Column::Id.is_in(never_revoked))
-            .add(token::Column::RevokedAt.is_null()),
-    );
+    let mut condition = Condition::any();
+    if !never_revoked.is_empty() {
+        condition = condition.add(
+            Condition::all()
+                .add(token::Column::Id.is_in(never_revoked))
+                .add(token::Column::RevokedAt.is_null()),
+        );
+    }
     for token in selected {
         if let Some(at) = token.revoked_at {
             condition = condition.add(

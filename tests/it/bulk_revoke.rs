@@ -31,6 +31,7 @@ backend_tests!(
     racing_bulk_revokes_write_one_event_per_token,
     a_leaked_secret_is_revoked_in_its_own_organisation,
     malformed_and_unknown_secrets_are_refused_without_echo,
+    a_revocation_still_ahead_is_brought_forward_by_secret,
     a_revoked_token_in_use_is_reported_once_a_minute,
 );
 
@@ -465,6 +466,64 @@ async fn malformed_and_unknown_secrets_are_refused_without_echo(backend: Backend
     assert!(!details.message.contains(unknown.expose()));
     let tokens = all_tokens(&server, &owner).await?;
     assert!(tokens.iter().all(|t| t.revoke_time.is_none()));
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A token whose revocation lies ahead (as a rotated token's overlap) is
+/// not revoked yet: RevokeTokenBySecret revokes it now, with its event;
+/// the compare-and-set matches the stored future instant on both
+/// databases.
+async fn a_revocation_still_ahead_is_brought_forward_by_secret(backend: Backend) -> TestResult {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin(ORG);
+    let secret = TokenSecret::generate(TokenKind::PersonalAccess)?;
+    let mut tokens = personal_tokens(LEAVER, 1);
+    tokens[0].secret_hash = secret.hash();
+    let ahead = server.clock.now() + TimeDelta::hours(1);
+    let uuids = seed(
+        &server,
+        tokens,
+        SeedHistory {
+            last_used_at: None,
+            revoked: Some(SeededRevocation {
+                revoked_at: ahead,
+                revocation: Revocation {
+                    revoked_by: "rotation".to_owned(),
+                    reason: None,
+                },
+            }),
+        },
+    )
+    .await;
+    let desk = server.jwt("platform", "incident-desk", &[], &["tokens_revoke_leaked"]);
+    let revoked = server
+        .client()
+        .revoke_token_by_secret(authed(
+            RevokeTokenBySecretRequest {
+                secret: secret.expose().to_owned(),
+                reason: "leaked during the overlap".to_owned(),
+            },
+            &desk,
+        ))
+        .await?
+        .into_inner()
+        .token
+        .expect("token");
+    let now = server.clock.now();
+    assert_eq!(
+        revoked.revoke_time.map(|t| (t.seconds, t.nanos / 1000)),
+        Some((
+            now.timestamp(),
+            i32::try_from(now.timestamp_subsec_micros())?
+        )),
+        "revoked now, not at the revocation ahead"
+    );
+    assert_eq!(revoked.revoked_by, "incident-desk");
+    assert_eq!(
+        events_of(&server, &admin, "personal_access_token_revoked").await,
+        uuids
+    );
     server.shutdown().await;
     Ok(())
 }
