@@ -176,6 +176,34 @@ impl TokenRepository for Stub {
     ) -> impl Future<Output = Result<tokend::domain::policy::TokenPolicy, StoreError>> + Send {
         self.hit(down())
     }
+
+    fn revoke_by_hash(
+        &self,
+        _hash: &TokenHash,
+        _revocation: &Revocation,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn revoke_active(
+        &self,
+        _org_id: &str,
+        _selected: &[Token],
+        _revocation: &Revocation,
+        _audit: &AuditContext,
+    ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send {
+        self.hit(down())
+    }
+
+    fn record_revoked_use(
+        &self,
+        _id: i64,
+        _audit: &AuditContext,
+        _recorded_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send {
+        self.hit(down())
+    }
 }
 
 /// The stub's futures are ready at once, and the core awaits nothing else.
@@ -534,7 +562,7 @@ fn run(data: &[u8]) {
                 secret: r.secret.clone(),
                 required_scopes: r.required_scopes.clone(),
             };
-            let result = block_on(core.authenticate_token(&admin(), now(), input));
+            let result = block_on(core.authenticate_token(&admin(), &audit(), input));
             match (&scopes, &parsed, &result) {
                 (Err(fields), _, Err(ServiceError::InvalidArgument(got))) => {
                     assert_eq!(fields, got)

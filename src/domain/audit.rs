@@ -31,11 +31,14 @@ pub enum AuditEventType {
     /// The organisation's token policy was replaced. It concerns no token:
     /// `token_id` is the nil UUID, `token_numeric_id` 0, no kind.
     TokenPolicyUpdated,
+    /// A revoked token's secret was presented (AuthenticateToken or the
+    /// metrics endpoint); written at most once a minute per token.
+    RevokedTokenUsed,
 }
 
 impl AuditEventType {
     /// Every event type.
-    pub const ALL: [AuditEventType; 10] = [
+    pub const ALL: [AuditEventType; 11] = [
         AuditEventType::ScrapeTokenCreated,
         AuditEventType::ScrapeTokenRevoked,
         AuditEventType::PersonalAccessTokenCreated,
@@ -46,6 +49,7 @@ impl AuditEventType {
         AuditEventType::WorkspaceApiKeyDeleted,
         AuditEventType::TokenRotated,
         AuditEventType::TokenPolicyUpdated,
+        AuditEventType::RevokedTokenUsed,
     ];
 
     /// The stable name clients filter by and the database stores.
@@ -61,6 +65,7 @@ impl AuditEventType {
             AuditEventType::WorkspaceApiKeyDeleted => "workspace_api_key_deleted",
             AuditEventType::TokenRotated => "token_rotated",
             AuditEventType::TokenPolicyUpdated => "token_policy_updated",
+            AuditEventType::RevokedTokenUsed => "revoked_token_used",
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Every permission within the caller's organisation (but not the
-    /// platform permission `tokens_introspect`).
+    /// platform permissions `tokens_introspect` and `tokens_revoke_leaked`).
     Admin,
 }
 
@@ -38,6 +38,11 @@ pub enum Permission {
     /// permission for internal services; `admin` does not imply it, since an
     /// organisation's admin must not reach into other organisations).
     TokensIntrospect,
+    /// Revoke the token a leaked secret belongs to, in any organisation (a
+    /// platform permission for the secret scanner and the incident desk;
+    /// `admin` does not imply it, for the same reason as
+    /// `tokens_introspect`).
+    TokensRevokeLeaked,
 }
 
 impl Permission {
@@ -50,6 +55,7 @@ impl Permission {
             Permission::ServiceAccountTokensWrite => "service_account_tokens_write",
             Permission::WorkspaceApiKeysWrite => "workspace_api_keys_write",
             Permission::TokensIntrospect => "tokens_introspect",
+            Permission::TokensRevokeLeaked => "tokens_revoke_leaked",
         }
     }
 }
@@ -79,11 +85,13 @@ impl Caller {
     }
 
     /// Whether the caller holds `permission`. The `admin` role grants every
-    /// organisation permission, but not the platform permission
-    /// `tokens_introspect`.
+    /// organisation permission, but neither platform permission
+    /// (`tokens_introspect`, `tokens_revoke_leaked`).
     pub fn has(&self, permission: Permission) -> bool {
         match permission {
-            Permission::TokensIntrospect => self.permissions.contains(permission.as_str()),
+            Permission::TokensIntrospect | Permission::TokensRevokeLeaked => {
+                self.permissions.contains(permission.as_str())
+            }
             Permission::UserAppKeys
             | Permission::OrgAppKeysRead
             | Permission::OrgAppKeysWrite
@@ -124,6 +132,7 @@ mod tests {
             assert!(admin.has(permission), "{permission:?}");
         }
         assert!(!admin.has(Permission::TokensIntrospect));
+        assert!(!admin.has(Permission::TokensRevokeLeaked));
     }
 
     #[test]
@@ -138,5 +147,9 @@ mod tests {
         let introspector = caller(&[], &["tokens_introspect"]);
         assert!(introspector.has(Permission::TokensIntrospect));
         assert!(!introspector.has(Permission::OrgAppKeysRead));
+        assert!(!introspector.has(Permission::TokensRevokeLeaked));
+        let incident_desk = caller(&[], &["tokens_revoke_leaked"]);
+        assert!(incident_desk.has(Permission::TokensRevokeLeaked));
+        assert!(!incident_desk.has(Permission::TokensIntrospect));
     }
 }

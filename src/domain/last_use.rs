@@ -8,6 +8,10 @@
 //! writes them one by one. A full queue drops the touch, counted and logged;
 //! a failed write is logged and forgotten. The write itself keeps the
 //! at-most-once-a-minute rule in its WHERE clause, across replicas.
+//!
+//! The same queue carries the presentations of revoked tokens
+//! ([`crate::domain::revoked_use`]), for the same reasons: each becomes a
+//! `revoked_token_used` audit event, written after the batch's touches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::domain::audit::AuditEventType;
+use crate::domain::audit_log::log_audit_event;
 use crate::domain::repository::TokenRepository;
+use crate::domain::revoked_use::{REVOKED_USE_GRANULARITY, RevokedUse};
 
 /// How long `last_used_at` may lag: it is written at most once a minute per
 /// token, so authentication is a read almost every time.
@@ -35,6 +42,15 @@ const LOG_EVERY: u64 = 1000;
 struct Touch {
     token_id: i64,
     at: DateTime<Utc>,
+}
+
+/// What the queue carries.
+#[derive(Clone, Debug)]
+enum Queued {
+    /// An authentication of an active token.
+    Touch(Touch),
+    /// A presentation of a revoked token.
+    RevokedUse(RevokedUse),
 }
 
 /// Counts of what happened to touches, for tests and diagnostics.
@@ -59,14 +75,14 @@ impl LastUseStats {
 /// The request side: offers touches to the writer without ever waiting.
 #[derive(Clone, Debug)]
 pub struct LastUseRecorder {
-    queue: mpsc::Sender<Touch>,
+    queue: mpsc::Sender<Queued>,
     stats: Arc<LastUseStats>,
 }
 
 /// The background side: writes queued touches through a repository.
 #[derive(Debug)]
 pub struct LastUseWriter {
-    queue: mpsc::Receiver<Touch>,
+    queue: mpsc::Receiver<Queued>,
     capacity: usize,
     stats: Arc<LastUseStats>,
 }
@@ -95,12 +111,23 @@ impl LastUseRecorder {
     /// when the queue is full (or the writer has stopped) the touch is
     /// dropped and counted.
     pub fn record(&self, token_id: i64, at: DateTime<Utc>) {
-        if self.queue.try_send(Touch { token_id, at }).is_err() {
+        self.offer(Queued::Touch(Touch { token_id, at }));
+    }
+
+    /// Offers a presentation of a revoked token, to become a
+    /// `revoked_token_used` event. Never blocks and never fails, as
+    /// [`Self::record`].
+    pub fn record_revoked_use(&self, used: RevokedUse) {
+        self.offer(Queued::RevokedUse(used));
+    }
+
+    fn offer(&self, item: Queued) {
+        if self.queue.try_send(item).is_err() {
             let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped % LOG_EVERY == 1 {
                 tracing::warn!(
                     dropped_total = dropped,
-                    "last-used queue full: a token's last use was not recorded"
+                    "last-used queue full: a token's use was not recorded"
                 );
             }
         }
@@ -123,24 +150,29 @@ impl LastUseWriter {
     /// the order tokens first appeared.
     pub async fn run<R: TokenRepository>(mut self, repository: R) {
         let mut batch: Vec<Touch> = Vec::new();
+        let mut revoked_uses: Vec<RevokedUse> = Vec::new();
         let mut index_of: HashMap<i64, usize> = HashMap::new();
         while let Some(first) = self.queue.recv().await {
             batch.clear();
+            revoked_uses.clear();
             index_of.clear();
             let mut received = 0;
             let mut next = Some(first);
-            while let Some(touch) = next {
+            while let Some(item) = next {
                 received += 1;
-                match index_of.get(&touch.token_id) {
-                    Some(&at) => {
-                        if let Some(kept) = batch.get_mut(at) {
-                            kept.at = kept.at.max(touch.at);
+                match item {
+                    Queued::Touch(touch) => match index_of.get(&touch.token_id) {
+                        Some(&at) => {
+                            if let Some(kept) = batch.get_mut(at) {
+                                kept.at = kept.at.max(touch.at);
+                            }
                         }
-                    }
-                    None => {
-                        index_of.insert(touch.token_id, batch.len());
-                        batch.push(touch);
-                    }
+                        None => {
+                            index_of.insert(touch.token_id, batch.len());
+                            batch.push(touch);
+                        }
+                    },
+                    Queued::RevokedUse(used) => revoked_uses.push(used),
                 }
                 // A batch takes at most one queue's worth, so that a steady
                 // stream of touches cannot hold the writes back.
@@ -165,6 +197,38 @@ impl LastUseWriter {
                             "recording a token's last use failed; authentication was not affected"
                         );
                     }
+                }
+            }
+            for used in &revoked_uses {
+                self.write_revoked_use(&repository, used).await;
+            }
+        }
+    }
+
+    /// Writes one `revoked_token_used` event, unless one was written for
+    /// the token within the last minute (on any replica).
+    async fn write_revoked_use<R: TokenRepository>(&self, repository: &R, used: &RevokedUse) {
+        let recorded_before = used.context.now - REVOKED_USE_GRANULARITY;
+        match repository
+            .record_revoked_use(used.token_id, &used.context, recorded_before)
+            .await
+        {
+            Ok(Some(token)) => log_audit_event(
+                AuditEventType::RevokedTokenUsed,
+                &token,
+                &used.context,
+                None,
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                let failed = self.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                if failed % LOG_EVERY == 1 {
+                    tracing::warn!(
+                        token_numeric_id = used.token_id,
+                        failed_total = failed,
+                        error = %error,
+                        "recording a revoked token's use failed; authentication was not affected"
+                    );
                 }
             }
         }
@@ -296,6 +360,31 @@ mod tests {
             _: &AuditContext,
         ) -> impl Future<Output = Result<crate::domain::policy::TokenPolicy, StoreError>> + Send
         {
+            not_here()
+        }
+        fn revoke_by_hash(
+            &self,
+            _: &TokenHash,
+            _: &Revocation,
+            _: &AuditContext,
+        ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send {
+            not_here()
+        }
+        fn revoke_active(
+            &self,
+            _: &str,
+            _: &[Token],
+            _: &Revocation,
+            _: &AuditContext,
+        ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send {
+            not_here()
+        }
+        fn record_revoked_use(
+            &self,
+            _: i64,
+            _: &AuditContext,
+            _: DateTime<Utc>,
+        ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send {
             not_here()
         }
     }

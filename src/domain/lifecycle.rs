@@ -22,6 +22,7 @@ use crate::domain::request::{
     self, AcceptedFamilies, AuthenticateInput, CreateTokenInput, ListAuditEventsInput,
     ListTokensInput, RevokeInput,
 };
+use crate::domain::revoked_use::{RevokedUse, RevokedUseThrottle};
 use crate::domain::secret::TokenSecret;
 use crate::domain::token::{
     NewToken, Revocation, RevokeOutcome, RevokeTarget, Token, TokenCounts, TokenState, Visibility,
@@ -50,6 +51,8 @@ pub struct TokenLifecycle<R> {
     /// [`TokenLifecycle::install_page_token_key`]).
     page_token_key: OnceLock<PageTokenKey>,
     authentications: Option<Arc<dyn AuthenticationObserver>>,
+    /// Which revoked tokens' uses were handed to the writer lately.
+    revoked_uses: RevokedUseThrottle,
 }
 
 /// Told of every presented secret that matched a token (for each
@@ -123,6 +126,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             entropy,
             page_token_key: OnceLock::new(),
             authentications: None,
+            revoked_uses: RevokedUseThrottle::default(),
         }
     }
 
@@ -336,7 +340,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
     pub async fn authenticate_token(
         &self,
         caller: &Caller,
-        now: DateTime<Utc>,
+        audit: &AuditContext,
         input: AuthenticateInput,
     ) -> Result<Token, ServiceError> {
         // Authorise before parsing, unlike the other RPCs: a caller without
@@ -346,7 +350,7 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         let required = request::parse_required_scopes(input.required_scopes)
             .map_err(ServiceError::InvalidArgument)?;
         let token = self
-            .authenticate_secret(now, &input.secret, AcceptedFamilies::Any)
+            .authenticate_secret(audit, &input.secret, AcceptedFamilies::Any)
             .await?;
         let missing = required.missing_from(&token.scopes);
         if missing.is_empty() {
@@ -364,13 +368,16 @@ impl<R: TokenRepository> TokenLifecycle<R> {
     /// (and checked again on the row), so nothing about it is revealed or
     /// written. A valid secret costs one indexed read; its use is handed to
     /// the background writer (at most once a minute per token), which can
-    /// neither fail nor delay the answer.
+    /// neither fail nor delay the answer. A revoked token's use is handed to
+    /// the same writer as a `revoked_token_used` event by `presenter` (at
+    /// most once a minute per token; see `domain::revoked_use`).
     pub async fn authenticate_secret(
         &self,
-        now: DateTime<Utc>,
+        presenter: &AuditContext,
         presented: &str,
         accepted: AcceptedFamilies,
     ) -> Result<Token, ServiceError> {
+        let now = presenter.now;
         let secret = request::parse_presented_secret(presented, accepted)
             .map_err(ServiceError::TokenRejected)?;
         let mut token = self
@@ -385,6 +392,12 @@ impl<R: TokenRepository> TokenLifecycle<R> {
         }
         match state {
             TokenState::Revoked => {
+                if self.revoked_uses.admit(token.id, now) {
+                    self.last_use.record_revoked_use(RevokedUse {
+                        token_id: token.id,
+                        context: presenter.clone(),
+                    });
+                }
                 return Err(ServiceError::TokenRejected(TokenRejection::Revoked));
             }
             TokenState::Expired => {

@@ -68,6 +68,12 @@ pub enum RepositoryCall {
     TokenPolicy,
     /// [`TokenRepository::replace_token_policy`].
     ReplaceTokenPolicy,
+    /// [`TokenRepository::revoke_by_hash`].
+    RevokeByHash,
+    /// [`TokenRepository::revoke_active`].
+    RevokeActive,
+    /// [`TokenRepository::record_revoked_use`].
+    RecordRevokedUse,
 }
 
 /// A token row: the token and the hash it is found by.
@@ -75,6 +81,17 @@ pub enum RepositoryCall {
 struct Row {
     token: Token,
     hash: TokenHash,
+    /// When a use of this revoked token was last recorded (the store's
+    /// `revoked_use_recorded_at`).
+    revoked_use_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// Revokes `token` at `audit.now` by `revocation`.
+fn mark_revoked(token: &mut Token, revocation: &Revocation, audit: &AuditContext) {
+    token.revoked_at = Some(audit.now);
+    token.revoked_by = Some(revocation.revoked_by.clone());
+    token.revoke_reason = revocation.reason.clone();
+    token.revoke_scheduled = false;
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +322,7 @@ impl TokenRepository for MemoryRepository {
         state.rows.push(Row {
             token: token.clone(),
             hash: new.secret_hash,
+            revoked_use_recorded_at: None,
         });
         Ok(token)
     }
@@ -558,6 +576,7 @@ impl TokenRepository for MemoryRepository {
         state.rows.push(Row {
             token: token.clone(),
             hash: new.secret_hash,
+            revoked_use_recorded_at: None,
         });
         Ok(RotateOutcome::Rotated {
             token: Box::new(token),
@@ -596,5 +615,89 @@ impl TokenRepository for MemoryRepository {
             replaced_by: None,
         });
         Ok(policy.clone())
+    }
+
+    async fn revoke_by_hash(
+        &self,
+        hash: &TokenHash,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::RevokeByHash)?;
+        let Some(row) = state.rows.iter_mut().find(|row| &row.hash == hash) else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if row.token.is_revoked_at(audit.now) {
+            return Ok(RevokeOutcome::AlreadyRevoked(row.token.clone()));
+        }
+        mark_revoked(&mut row.token, revocation, audit);
+        let token = row.token.clone();
+        state.push_event(
+            token.kind.revoked_event(),
+            &token,
+            audit,
+            revocation.reason.clone(),
+        );
+        Ok(RevokeOutcome::Revoked(token))
+    }
+
+    async fn revoke_active(
+        &self,
+        org_id: &str,
+        selected: &[Token],
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<Vec<Token>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::RevokeActive)?;
+        let mut revoked = Vec::new();
+        for row in &mut state.rows {
+            let token = &mut row.token;
+            // As the store: a compare-and-set on the `revoked_at` read.
+            let unchanged = selected
+                .iter()
+                .any(|seen| seen.id == token.id && seen.revoked_at == token.revoked_at);
+            if token.org_id == org_id
+                && unchanged
+                && !token.is_revoked_at(audit.now)
+                && token.expires_at.is_none_or(|at| at > audit.now)
+            {
+                mark_revoked(token, revocation, audit);
+                revoked.push(token.clone());
+            }
+        }
+        for token in &revoked {
+            state.push_event(
+                token.kind.revoked_event(),
+                token,
+                audit,
+                revocation.reason.clone(),
+            );
+        }
+        Ok(revoked)
+    }
+
+    async fn record_revoked_use(
+        &self,
+        id: i64,
+        audit: &AuditContext,
+        recorded_before: DateTime<Utc>,
+    ) -> Result<Option<Token>, StoreError> {
+        let mut state = self.lock();
+        state.enter(RepositoryCall::RecordRevokedUse)?;
+        let Some(row) = state.rows.iter_mut().find(|row| row.token.id == id) else {
+            return Ok(None);
+        };
+        if row
+            .revoked_use_recorded_at
+            .is_some_and(|at| at >= recorded_before)
+        {
+            return Ok(None);
+        }
+        row.revoked_use_recorded_at = Some(audit.now);
+        let token = row.token.clone();
+        state.push_event(AuditEventType::RevokedTokenUsed, &token, audit, None);
+        Ok(Some(token))
     }
 }

@@ -5,12 +5,14 @@
 
 pub mod audit;
 pub mod audit_log;
+pub mod bulk_revoke;
 pub mod caller;
 pub mod clock;
 pub mod entropy;
 pub mod error;
 pub mod kind;
 pub mod last_use;
+pub mod leaked;
 pub mod lifecycle;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
@@ -19,6 +21,7 @@ pub mod policy;
 pub mod problem;
 pub mod repository;
 pub mod request;
+pub mod revoked_use;
 pub mod rotation;
 pub mod secret;
 pub mod token;

@@ -58,14 +58,6 @@ pub const TOKEN_MISSING: ProblemKind = kind(
     "urn:tokend:problem:token-missing",
 );
 
-/// A route that exists in the API but whose RPC is not served yet.
-pub const NOT_SERVED: ProblemKind = kind(
-    501,
-    "NOT_SERVED",
-    "Not served yet",
-    "urn:tokend:problem:not-served",
-);
-
 /// No route has the request's path.
 pub const ROUTE_NOT_FOUND: ProblemKind = kind(
     404,

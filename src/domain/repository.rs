@@ -128,4 +128,42 @@ pub trait TokenRepository: Send + Sync + 'static {
         policy: &TokenPolicy,
         audit: &AuditContext,
     ) -> impl Future<Output = Result<TokenPolicy, StoreError>> + Send;
+    /// RevokeTokenBySecret: revokes the token with this secret hash, in any
+    /// organisation, unless it is already revoked at `audit.now`, writing
+    /// its `*_revoked` event (in the token's organisation) in the same
+    /// transaction; an already revoked token comes back unchanged. The
+    /// update is a compare-and-set on the `revoked_at` read, so of two
+    /// concurrent calls exactly one revokes, whatever their clocks.
+    fn revoke_by_hash(
+        &self,
+        hash: &TokenHash,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
+
+    /// RevokeTokens: revokes those of `selected` (tokens of `org_id` read
+    /// as active at `audit.now`) whose `revoked_at` is still what was read
+    /// and that have not expired at `audit.now`, each with its `*_revoked`
+    /// event, all in one transaction. A compare-and-set rather than a
+    /// comparison with `now`: a token another call revoked meanwhile, even
+    /// on a replica whose clock is ahead, is left alone and gets no second
+    /// event. Returns the tokens this call revoked, by id.
+    fn revoke_active(
+        &self,
+        org_id: &str,
+        selected: &[Token],
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> impl Future<Output = Result<Vec<Token>, StoreError>> + Send;
+
+    /// A revoked token was presented: unless a use of it was recorded at or
+    /// after `recorded_before` (on any replica), notes `audit.now` on the
+    /// token and writes a `revoked_token_used` event in its organisation, in
+    /// one transaction. Returns the token when the event was written.
+    fn record_revoked_use(
+        &self,
+        id: i64,
+        audit: &AuditContext,
+        recorded_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Token>, StoreError>> + Send;
 }

@@ -5,11 +5,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use prost_types::Timestamp;
 
 use crate::domain::audit::AuditEvent;
+use crate::domain::bulk_revoke::BulkRevoked;
 use crate::domain::kind::TokenKind;
 use crate::domain::policy::{KindPolicy, TokenPolicy};
 use crate::domain::request::{
-    CreateTokenInput, KindPolicyInput, ListAuditEventsInput, ListTokensInput, RotateInput,
-    StateInput, TokenPolicyInput,
+    CreateTokenInput, KindPolicyInput, ListAuditEventsInput, ListTokensInput, RevokeTokensInput,
+    RotateInput, StateInput, TokenPolicyInput,
 };
 use crate::domain::token::{StateFilter, Token};
 use crate::domain::validation::{DurationInput, KindInput, TimestampInput};
@@ -104,6 +105,32 @@ pub fn list_audit_events_input(request: proto::ListAuditEventsRequest) -> ListAu
         event_type: request.event_type,
         page_size: request.page_size,
         page_token: request.page_token,
+    }
+}
+
+/// RevokeTokensRequest → core input.
+pub fn revoke_tokens_input(request: proto::RevokeTokensRequest) -> RevokeTokensInput {
+    RevokeTokensInput {
+        kind: kind_input(request.kind),
+        owner_user_id: request.owner_user_id,
+        service_account_slug: request.service_account_slug,
+        workspace_id: request.workspace_id,
+        reason: request.reason,
+        dry_run: request.dry_run,
+    }
+}
+
+/// What a RevokeTokens call did → proto. At most 1000 tokens, so the count
+/// always fits.
+pub fn revoke_tokens_response(outcome: &BulkRevoked) -> proto::RevokeTokensResponse {
+    proto::RevokeTokensResponse {
+        revoked_count: i32::try_from(outcome.tokens.len()).unwrap_or(i32::MAX),
+        token_ids: outcome
+            .tokens
+            .iter()
+            .map(|token| token.token_id.to_string())
+            .collect(),
+        more: outcome.more,
     }
 }
 

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::audit::AuditContext;
 use crate::domain::repository::TokenRepository;
-use crate::domain::request::{AuthenticateInput, RevokeInput};
+use crate::domain::request::{AuthenticateInput, RevokeBySecretInput, RevokeInput};
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::auth::request_id_of;
 use crate::grpc::convert;
@@ -239,7 +239,7 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
         };
         let result = self
             .lifecycle
-            .authenticate_token(&context.caller, self.clock.now(), input)
+            .authenticate_token(&context.caller, &context.audit(self.clock.as_ref()), input)
             .await;
         self.metrics.record_authentication(&result);
         let token = result.map_err(|e| context.status(e))?;
@@ -287,18 +287,44 @@ impl<R: TokenRepository> TokenService for TokenApi<R> {
 
     async fn revoke_token_by_secret(
         &self,
-        _request: Request<proto::RevokeTokenBySecretRequest>,
+        request: Request<proto::RevokeTokenBySecretRequest>,
     ) -> Result<Response<proto::RevokeTokenBySecretResponse>, Status> {
-        Err(Status::unimplemented(
-            "RevokeTokenBySecret is not served yet",
-        ))
+        let context = CallContext::of(&request)?;
+        let message = request.into_inner();
+        let input = RevokeBySecretInput {
+            secret: message.secret,
+            reason: message.reason,
+        };
+        let revoked = self
+            .lifecycle
+            .revoke_token_by_secret(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        if revoked.newly_revoked {
+            self.metrics.record_revocation(revoked.token.kind);
+        }
+        Ok(Response::new(proto::RevokeTokenBySecretResponse {
+            token: Some(convert::token(&revoked.token)),
+        }))
     }
 
     async fn revoke_tokens(
         &self,
-        _request: Request<proto::RevokeTokensRequest>,
+        request: Request<proto::RevokeTokensRequest>,
     ) -> Result<Response<proto::RevokeTokensResponse>, Status> {
-        Err(Status::unimplemented("RevokeTokens is not served yet"))
+        let context = CallContext::of(&request)?;
+        let input = convert::revoke_tokens_input(request.into_inner());
+        let outcome = self
+            .lifecycle
+            .revoke_tokens(&context.caller, &context.audit(self.clock.as_ref()), input)
+            .await
+            .map_err(|e| context.status(e))?;
+        if !outcome.dry_run {
+            for token in &outcome.tokens {
+                self.metrics.record_revocation(token.kind);
+            }
+        }
+        Ok(Response::new(convert::revoke_tokens_response(&outcome)))
     }
 
     async fn get_token_policy(

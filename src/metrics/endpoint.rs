@@ -22,6 +22,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 
 use crate::admission::failed_auth::FailedAuthLimiter;
+use crate::domain::audit::AuditContext;
 use crate::domain::error::TokenRejection;
 use crate::domain::problem::{Problem, ProblemKind, TOKEN_MISSING, problem_kind};
 use crate::domain::repository::TokenRepository;
@@ -352,9 +353,16 @@ async fn authenticate<R: TokenRepository>(
         .ok_or(Refusal::Missing)?;
     let now = state.clock.now();
     let scrape_only = AcceptedFamilies::Only(TokenKind::Scrape);
+    // A scraper has no identity beyond its token: a revoked token's
+    // `revoked_token_used` event names no actor, only the request.
+    let presenter = AuditContext {
+        actor: String::new(),
+        request_id: request_id.to_owned(),
+        now,
+    };
     match state
         .lifecycle
-        .authenticate_secret(now, presented, scrape_only)
+        .authenticate_secret(&presenter, presented, scrape_only)
         .await
     {
         Ok(token) => {

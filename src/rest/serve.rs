@@ -23,9 +23,9 @@ use crate::domain::error::{
     CallerRejection, FieldViolation, InvalidFields, MAX_ECHOED_VALUE_BYTES,
 };
 use crate::domain::lifecycle::UNAVAILABLE_RETRY_AFTER;
-use crate::domain::problem::{METHOD_NOT_ALLOWED, NOT_SERVED, Problem, ROUTE_NOT_FOUND};
+use crate::domain::problem::{METHOD_NOT_ALLOWED, Problem, ROUTE_NOT_FOUND};
 use crate::domain::repository::TokenRepository;
-use crate::domain::request::{AuthenticateInput, RevokeInput};
+use crate::domain::request::{AuthenticateInput, RevokeBySecretInput, RevokeInput};
 use crate::domain::validation::MAX_REPORTED_VIOLATIONS;
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::{convert, proto};
@@ -399,7 +399,7 @@ impl<R: TokenRepository> Call<'_, R> {
                 let result = self
                     .state
                     .lifecycle
-                    .authenticate_token(&self.caller, self.state.clock.now(), input)
+                    .authenticate_token(&self.caller, &self.audit(), input)
                     .await;
                 self.state.metrics.record_authentication(&result);
                 self.message(&proto::AuthenticateTokenResponse {
@@ -450,7 +450,38 @@ impl<R: TokenRepository> Call<'_, R> {
                     policy: Some(convert::token_policy(&policy)),
                 })
             }
-            Rpc::RevokeTokenBySecret | Rpc::RevokeTokens => Ok(not_served(rpc, self.request_id)),
+            Rpc::RevokeTokenBySecret => {
+                let request: proto::RevokeTokenBySecretRequest = self.decode()?;
+                let input = RevokeBySecretInput {
+                    secret: request.secret,
+                    reason: request.reason,
+                };
+                let revoked = self
+                    .state
+                    .lifecycle
+                    .revoke_token_by_secret(&self.caller, &self.audit(), input)
+                    .await?;
+                if revoked.newly_revoked {
+                    self.state.metrics.record_revocation(revoked.token.kind);
+                }
+                self.message(&proto::RevokeTokenBySecretResponse {
+                    token: Some(convert::token(&revoked.token)),
+                })
+            }
+            Rpc::RevokeTokens => {
+                let input = convert::revoke_tokens_input(self.decode()?);
+                let outcome = self
+                    .state
+                    .lifecycle
+                    .revoke_tokens(&self.caller, &self.audit(), input)
+                    .await?;
+                if !outcome.dry_run {
+                    for token in &outcome.tokens {
+                        self.state.metrics.record_revocation(token.kind);
+                    }
+                }
+                self.message(&convert::revoke_tokens_response(&outcome))
+            }
         }
     }
 
@@ -465,16 +496,4 @@ impl<R: TokenRepository> Call<'_, R> {
         }
         Ok(convert::token(&revoked.token))
     }
-}
-
-/// 501 problem+json for an RPC whose core is not built yet (its gRPC twin
-/// answers UNIMPLEMENTED). Serving one is a match arm in
-/// [`Call::dispatch`] like its neighbours'.
-fn not_served(rpc: Rpc, request_id: &str) -> Response<Body> {
-    let problem = Problem::new(
-        NOT_SERVED,
-        format!("{} is not served yet", rpc.method_name()),
-        request_id,
-    );
-    error_response(WireFormat::ProtoJson, &problem)
 }

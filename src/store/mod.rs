@@ -3,10 +3,12 @@
 //!
 //! [`TokenRepository`]: crate::domain::repository::TokenRepository
 
+mod bulk_revoke;
 pub(crate) mod entity;
 pub mod migration;
 mod policy;
 mod queries;
+mod revoked_use;
 mod rotation;
 mod seed;
 

@@ -108,6 +108,7 @@ pub(crate) fn new_token_row(new: NewToken) -> token::ActiveModel {
         rotated_at: ActiveValue::Set(None),
         replaced_by: ActiveValue::Set(None),
         revoke_scheduled: ActiveValue::Set(false),
+        revoked_use_recorded_at: ActiveValue::Set(None),
     }
 }
 
@@ -521,5 +522,34 @@ impl TokenRepository for SeaStore {
         audit: &AuditContext,
     ) -> Result<TokenPolicy, StoreError> {
         self.write_token_policy(org_id, policy, audit).await
+    }
+
+    async fn revoke_by_hash(
+        &self,
+        hash: &TokenHash,
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.revoke_secret_hash(hash, revocation, audit).await
+    }
+
+    async fn revoke_active(
+        &self,
+        org_id: &str,
+        selected: &[Token],
+        revocation: &Revocation,
+        audit: &AuditContext,
+    ) -> Result<Vec<Token>, StoreError> {
+        self.revoke_unchanged(org_id, selected, revocation, audit)
+            .await
+    }
+
+    async fn record_revoked_use(
+        &self,
+        id: i64,
+        audit: &AuditContext,
+        recorded_before: DateTime<Utc>,
+    ) -> Result<Option<Token>, StoreError> {
+        self.write_revoked_use(id, audit, recorded_before).await
     }
 }

@@ -185,9 +185,11 @@ async fn every_family_creates_authenticates_and_revokes_idempotently(
             .await?
             .into_inner()
             .audit_events;
+        // Presenting the revoked secret above also reported a use after
+        // revoke (asynchronously; tested in bulk_revoke.rs): not counted here.
         let of_token: Vec<_> = events
             .iter()
-            .filter(|e| e.token_id == token.token_id)
+            .filter(|e| e.token_id == token.token_id && e.event_type != "revoked_token_used")
             .collect();
         assert_eq!(of_token.len(), 2, "exactly two audit events: {of_token:?}");
         assert_eq!(of_token[0].event_type, created);

@@ -13,6 +13,7 @@
 mod support;
 
 mod admission_race;
+mod bulk_revoke;
 mod caller_jwt;
 mod dashboards;
 mod data_folder;

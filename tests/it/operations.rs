@@ -435,7 +435,7 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
         "acme",
         "auditor",
         &["admin"],
-        &["tokens_introspect"],
+        &["tokens_introspect", "tokens_revoke_leaked"],
     );
     let mut client = tokend::grpc::proto::token_service_client::TokenServiceClient::new(channel);
     let mut secrets = Vec::new();
@@ -481,6 +481,45 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
             .await;
         secrets.push(created.secret);
     }
+    // A leaked secret revoked by the secret itself, a typo'd one refused,
+    // and the revoked one presented (a use after revoke is reported).
+    let leaked = client
+        .create_token(authed(
+            CreateTokenRequest {
+                kind: TokenKind::PersonalAccess as i32,
+                name: "leaked".into(),
+                ..Default::default()
+            },
+            &jwt,
+        ))
+        .await?
+        .into_inner()
+        .secret;
+    let by_secret = |secret: &str| {
+        authed(
+            tokend::grpc::proto::RevokeTokenBySecretRequest {
+                secret: secret.to_owned(),
+                reason: "leaked".into(),
+            },
+            &jwt,
+        )
+    };
+    client.revoke_token_by_secret(by_secret(&leaked)).await?;
+    let mut leaked_typo = leaked.clone();
+    leaked_typo.pop();
+    leaked_typo.push('Q');
+    let _ = client.revoke_token_by_secret(by_secret(&leaked_typo)).await;
+    let _ = client
+        .authenticate_token(authed(
+            AuthenticateTokenRequest {
+                secret: leaked.clone(),
+                ..Default::default()
+            },
+            &jwt,
+        ))
+        .await;
+    secrets.push(leaked);
+
     // A typo'd secret and a bad JWT are not echoed either.
     let mut typo = secrets[0].clone();
     typo.pop();
@@ -518,6 +557,7 @@ async fn logs_at_trace_hold_no_secret_jwt_or_hash() -> TestResult {
         ("JWT".into(), jwt_signature.to_owned()),
         ("signing key".into(), secret_key.trim().to_owned()),
         ("typo'd secret".into(), typo[8..].to_owned()),
+        ("typo'd leaked secret".into(), leaked_typo[8..].to_owned()),
     ];
     for secret in &secrets {
         let hash = sha2::Sha256::digest(secret.as_bytes());

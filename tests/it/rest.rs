@@ -689,7 +689,7 @@ async fn v1_round_trip_create_get_list_authenticate_revoke(backend: Backend) -> 
     Ok(())
 }
 
-async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> TestResult {
+async fn unknown_paths_and_wrong_methods(backend: Backend) -> TestResult {
     let server = TestServer::start_with(backend, &["--http-max-body-size", "256"]).await;
     let admin = format!("Bearer {}", server.admin("acme"));
     let to = server.http_addr;
@@ -723,13 +723,13 @@ async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> Test
     let rotate = call(
         to,
         "POST",
-        "/v1/tokens/1:rotate",
+        "/v1/tokens/999999:rotate",
         &[("authorization", &admin)],
         Some("{}"),
     )
     .await;
-    assert_eq!(rotate.status, 501, "{rotate:?}");
-    assert_eq!(rotate.json()["reason"], "NOT_SERVED");
+    assert_eq!(rotate.status, 404, "{rotate:?}");
+    assert_eq!(rotate.json()["reason"], "TOKEN_NOT_FOUND");
 
     // The listener's body limit holds on the REST routes.
     let big = json!({"kind": "TOKEN_KIND_SCRAPE", "name": "x".repeat(300)}).to_string();
@@ -749,6 +749,140 @@ async fn unknown_paths_wrong_methods_and_unserved_rpcs(backend: Backend) -> Test
     Ok(())
 }
 
+/// The lifecycle RPCs over `/v1/`: policy, rotation, bulk and leaked-secret
+/// revokes, each answering its response message in JSON, and a rotation
+/// that cannot happen in problem+json.
+async fn v1_lifecycle_policy_rotate_bulk_and_leaked(backend: Backend) -> TestResult {
+    let server = TestServer::start(backend).await;
+    let admin = format!("Bearer {}", server.admin("acme"));
+    let desk = format!(
+        "Bearer {}",
+        server.jwt("platform", "incident-desk", &[], &["tokens_revoke_leaked"])
+    );
+    let to = server.http_addr;
+
+    let policy = call(
+        to,
+        "PUT",
+        "/v1/tokenPolicy",
+        &[("authorization", &admin)],
+        Some(r#"{"policy": {"kinds": [{"kind": "TOKEN_KIND_SCRAPE", "defaultLifetime": "86400s", "maxLifetime": "604800s"}]}}"#),
+    )
+    .await;
+    assert_eq!(policy.status, 200, "{policy:?}");
+    let got = call(
+        to,
+        "GET",
+        "/v1/tokenPolicy",
+        &[("authorization", &admin)],
+        None,
+    )
+    .await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(
+        got.json()["policy"]["kinds"][0]["defaultLifetime"],
+        "86400s"
+    );
+
+    let created = call(
+        to,
+        "POST",
+        "/v1/tokens",
+        &[("authorization", &admin)],
+        Some(r#"{"kind": "TOKEN_KIND_SCRAPE", "name": "rotating"}"#),
+    )
+    .await
+    .json();
+    assert!(created["token"]["expireTime"].is_string(), "{created}");
+    let id = created["token"]["id"].as_str().expect("id").to_owned();
+
+    let rotated = call(
+        to,
+        "POST",
+        &format!("/v1/tokens/{id}:rotate"),
+        &[("authorization", &admin)],
+        Some(r#"{"overlap": "60s", "reason": "scheduled"}"#),
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let rotated = rotated.json();
+    let new_token_id = rotated["token"]["tokenId"].as_str().expect("tokenId");
+    assert_eq!(rotated["previous"]["replacedBy"], new_token_id);
+    assert!(rotated["previous"]["rotateTime"].is_string(), "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+
+    let again = call(
+        to,
+        "POST",
+        &format!("/v1/tokens/{id}:rotate"),
+        &[("authorization", &admin)],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(
+        again.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(again.json()["reason"], "TOKEN_NOT_ROTATABLE");
+
+    let leaked = call(
+        to,
+        "POST",
+        "/v1/tokens:revokeBySecret",
+        &[("authorization", &desk)],
+        Some(&json!({"secret": new_secret, "reason": "leaked"}).to_string()),
+    )
+    .await;
+    assert_eq!(leaked.status, 200, "{leaked:?}");
+    assert_eq!(leaked.json()["token"]["tokenId"], new_token_id);
+    assert!(leaked.json()["token"]["revokeTime"].is_string());
+
+    for name in ["a", "b"] {
+        let made = call(
+            to,
+            "POST",
+            "/v1/tokens",
+            &[("authorization", &admin)],
+            Some(&json!({"kind": "TOKEN_KIND_PERSONAL_ACCESS", "name": name}).to_string()),
+        )
+        .await;
+        assert_eq!(made.status, 200, "{made:?}");
+    }
+    let dry = call(
+        to,
+        "POST",
+        "/v1/tokens:batchRevoke",
+        &[("authorization", &admin)],
+        Some(r#"{"kind": "TOKEN_KIND_PERSONAL_ACCESS", "dryRun": true}"#),
+    )
+    .await;
+    assert_eq!(dry.status, 200, "{dry:?}");
+    assert_eq!(dry.json()["revokedCount"], 2);
+    let bulk = call(
+        to,
+        "POST",
+        "/v1/tokens:batchRevoke",
+        &[("authorization", &admin)],
+        Some(r#"{"kind": "TOKEN_KIND_PERSONAL_ACCESS", "reason": "offboarding"}"#),
+    )
+    .await;
+    assert_eq!(bulk.status, 200, "{bulk:?}");
+    assert_eq!(bulk.json()["revokedCount"], 2);
+    assert_eq!(bulk.json()["tokenIds"].as_array().map(Vec::len), Some(2));
+    let none = call(
+        to,
+        "POST",
+        "/v1/tokens:batchRevoke",
+        &[("authorization", &admin)],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(none.status, 400, "{none:?}");
+    assert_eq!(none.json()["errors"][0]["location"], "kind");
+    Ok(())
+}
+
 crate::backend_tests!(
     revoke_seed_endpoints_in_their_formats,
     seed_endpoint_errors_in_their_family_envelopes,
@@ -756,5 +890,6 @@ crate::backend_tests!(
     rate_limited_seed_calls_carry_retry_after,
     failed_authentications_spend_the_shared_per_address_budget,
     v1_round_trip_create_get_list_authenticate_revoke,
-    unknown_paths_wrong_methods_and_unserved_rpcs,
+    unknown_paths_and_wrong_methods,
+    v1_lifecycle_policy_rotate_bulk_and_leaked,
 );

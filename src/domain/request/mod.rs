@@ -6,7 +6,9 @@
 //! the lifecycle cannot act on a request that skipped validation, and the
 //! fuzz target exercises the very functions the server runs.
 
+mod bulk_revoke;
 mod create;
+mod leaked;
 mod policy;
 mod presented;
 mod read;
@@ -15,7 +17,12 @@ mod rotate;
 #[cfg(test)]
 mod tests;
 
+pub use bulk_revoke::{
+    MAX_REVOKED_PER_CALL, MISSING_SELECTOR_FIELD, RevokeSelectors, RevokeTokensInput,
+    ValidRevokeTokens, parse_revoke_tokens,
+};
 pub use create::{CreateParts, CreateTokenInput, ValidCreate, parse_create};
+pub use leaked::{RevokeBySecretInput, ValidRevokeBySecret, parse_revoke_by_secret};
 pub use policy::{KindPolicyInput, TokenPolicyInput, parse_token_policy};
 pub use presented::{
     AcceptedFamilies, AuthenticateInput, RequiredScopes, parse_presented_secret,

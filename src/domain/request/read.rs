@@ -130,30 +130,12 @@ pub fn parse_list(
 ) -> Result<ValidList, InvalidFields> {
     let mut violations = Violations::default();
     let kind = validation::check_optional_kind(&mut violations, input.kind);
-    if !input.service_account_slug.is_empty() {
-        validation::check_slug(
-            &mut violations,
-            "service_account_slug",
-            &input.service_account_slug,
-        );
-        if kind.is_some_and(|k| k != TokenKind::ServiceAccount) {
-            violations.push(
-                "service_account_slug",
-                "filters service-account tokens only",
-                &input.service_account_slug,
-            );
-        }
-    }
-    if !input.workspace_id.is_empty() {
-        validation::check_workspace_id(&mut violations, "workspace_id", &input.workspace_id);
-        if kind.is_some_and(|k| k != TokenKind::WorkspaceApiKey) {
-            violations.push(
-                "workspace_id",
-                "filters workspace API keys only",
-                &input.workspace_id,
-            );
-        }
-    }
+    check_kind_filters(
+        &mut violations,
+        kind,
+        &input.service_account_slug,
+        &input.workspace_id,
+    );
     let state = match (input.state, input.show_revoked) {
         (StateInput::Unspecified, false) => StateFilter::NotRevoked,
         (StateInput::Unspecified, true) => StateFilter::Any,
@@ -209,6 +191,37 @@ pub fn parse_list(
         after_id,
         scope,
     })
+}
+
+/// `service_account_slug` and `workspace_id` as filters (ListTokens) or
+/// selectors (RevokeTokens): when given, in their format and consistent
+/// with `kind` (a filter that cannot match `kind` is refused).
+pub(super) fn check_kind_filters(
+    violations: &mut Violations,
+    kind: Option<TokenKind>,
+    service_account_slug: &str,
+    workspace_id: &str,
+) {
+    if !service_account_slug.is_empty() {
+        validation::check_slug(violations, "service_account_slug", service_account_slug);
+        if kind.is_some_and(|k| k != TokenKind::ServiceAccount) {
+            violations.push(
+                "service_account_slug",
+                "filters service-account tokens only",
+                service_account_slug,
+            );
+        }
+    }
+    if !workspace_id.is_empty() {
+        validation::check_workspace_id(violations, "workspace_id", workspace_id);
+        if kind.is_some_and(|k| k != TokenKind::WorkspaceApiKey) {
+            violations.push(
+                "workspace_id",
+                "filters workspace API keys only",
+                workspace_id,
+            );
+        }
+    }
 }
 
 /// A valid ListAuditEvents request.

@@ -8,9 +8,12 @@
 //! types through the imports below, so a change of constructor or module
 //! layout is adapted here once.
 
+mod bulk_revoke;
 mod filters;
+mod leaked;
 mod permissions;
 mod policy;
+mod revoked_use;
 mod rotation;
 mod rules;
 mod scopes;
@@ -211,6 +214,15 @@ impl Fixture {
         AuditContext {
             actor: caller.subject.clone(),
             request_id: format!("req-{}", caller.subject),
+            now: self.now(),
+        }
+    }
+
+    /// The audit context of a scrape on the metrics endpoint now: no actor.
+    pub fn scraper(&self) -> AuditContext {
+        AuditContext {
+            actor: String::new(),
+            request_id: "req-scrape".to_owned(),
             now: self.now(),
         }
     }

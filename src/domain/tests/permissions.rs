@@ -134,7 +134,11 @@ async fn attempt(rpc: Rpc, who: &Caller) -> Expected {
         Rpc::Authenticate => match &target {
             Some((_, secret)) => fx
                 .core
-                .authenticate_token(who, fx.now(), AuthenticateInput::secret(secret.expose()))
+                .authenticate_token(
+                    who,
+                    &fx.audit(who),
+                    AuthenticateInput::secret(secret.expose()),
+                )
                 .await
                 .map(drop),
             None => panic!("{rpc:?} has a target"),

@@ -38,7 +38,7 @@ impl Fixture {
 
     async fn authenticates(&self, secret: &TokenSecret) -> Result<Token, ServiceError> {
         self.core
-            .authenticate_secret(self.now(), secret.expose(), AcceptedFamilies::Any)
+            .authenticate_secret(&self.scraper(), secret.expose(), AcceptedFamilies::Any)
             .await
     }
 }
@@ -549,7 +549,14 @@ async fn a_revoke_counts_at_once_even_on_a_replica_whose_clock_is_behind() {
     let behind = fx.now() - TimeDelta::seconds(2);
     let result = fx
         .core
-        .authenticate_secret(behind, secret.expose(), AcceptedFamilies::Any)
+        .authenticate_secret(
+            &AuditContext {
+                now: behind,
+                ..fx.scraper()
+            },
+            secret.expose(),
+            AcceptedFamilies::Any,
+        )
         .await;
     assert!(
         matches!(

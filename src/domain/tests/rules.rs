@@ -156,12 +156,14 @@ async fn expiry_follows_the_clock_and_revocation_wins() {
     let mut input = create_input(TokenKind::Scrape, "short");
     input.expire_time = Some(TimestampInput::Valid(start_time() + TimeDelta::seconds(10)));
     let (token, secret) = ok(fx.create(&who, input).await);
-    let authenticate = || {
-        fx.core.authenticate_token(
-            &introspector,
-            fx.now(),
-            AuthenticateInput::secret(secret.expose()),
-        )
+    let authenticate = || async {
+        fx.core
+            .authenticate_token(
+                &introspector,
+                &fx.audit(&introspector),
+                AuthenticateInput::secret(secret.expose()),
+            )
+            .await
     };
     ok(authenticate().await);
     fx.clock.advance(TimeDelta::seconds(9));
@@ -220,7 +222,7 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret(secret.expose()),
         )
         .await);
@@ -233,7 +235,7 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret(secret.expose()),
         )
         .await);
@@ -247,7 +249,7 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret(secret.expose()),
         )
         .await);
@@ -265,7 +267,7 @@ async fn last_use_is_recorded_at_most_once_a_minute() {
         .core
         .authenticate_token(
             &introspector,
-            later,
+            &fx.audit(&introspector),
             AuthenticateInput::secret(secret.expose()),
         )
         .await);
@@ -387,7 +389,7 @@ async fn the_metrics_endpoint_accepts_only_scrape_tokens() {
         fx.repository.clear_calls();
         let refused = fx
             .core
-            .authenticate_secret(fx.now(), secret.expose(), scrape_only)
+            .authenticate_secret(&fx.scraper(), secret.expose(), scrape_only)
             .await;
         assert_eq!(
             expect_rejection(refused),
@@ -399,7 +401,7 @@ async fn the_metrics_endpoint_accepts_only_scrape_tokens() {
         fx.repository.clear_calls();
         let revoked = fx
             .core
-            .authenticate_secret(fx.now(), secret.expose(), scrape_only)
+            .authenticate_secret(&fx.scraper(), secret.expose(), scrape_only)
             .await;
         assert_eq!(
             expect_rejection(revoked),
@@ -410,7 +412,7 @@ async fn the_metrics_endpoint_accepts_only_scrape_tokens() {
     }
     let accepted = ok(fx
         .core
-        .authenticate_secret(fx.now(), scrape.expose(), scrape_only)
+        .authenticate_secret(&fx.scraper(), scrape.expose(), scrape_only)
         .await);
     assert_eq!(accepted.kind, TokenKind::Scrape);
 }
@@ -423,7 +425,11 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
     let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
     match fx
         .core
-        .authenticate_token(&admin(ACME), fx.now(), AuthenticateInput::secret("hunter2"))
+        .authenticate_token(
+            &admin(ACME),
+            &fx.audit(&admin(ACME)),
+            AuthenticateInput::secret("hunter2"),
+        )
         .await
     {
         Err(ServiceError::PermissionDenied { permission }) => {
@@ -435,7 +441,7 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret("hunter2"),
         )
         .await;
@@ -450,7 +456,7 @@ async fn authenticate_token_checks_the_permission_then_the_secret() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret(unknown.expose()),
         )
         .await;
@@ -648,7 +654,7 @@ async fn storage_failures_are_classified() {
         .core
         .authenticate_token(
             &introspector,
-            fx.now(),
+            &fx.audit(&introspector),
             AuthenticateInput::secret(secret.expose()),
         )
         .await;

@@ -65,7 +65,7 @@ async fn authenticate(state: State, required: &[&str], introspect: bool) -> Outc
         .core
         .authenticate_token(
             &gateway,
-            fx.now(),
+            &fx.audit(&gateway),
             AuthenticateInput {
                 secret: presented,
                 required_scopes: required.iter().map(|s| (*s).to_owned()).collect(),

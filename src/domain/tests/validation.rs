@@ -109,7 +109,7 @@ async fn locations_of(fx: &Fixture, call: Call) -> Vec<String> {
         Call::Authenticate(input) => {
             let introspector = caller(ACME, "gateway", &[], &["tokens_introspect"]);
             fx.core
-                .authenticate_token(&introspector, fx.now(), input)
+                .authenticate_token(&introspector, &fx.audit(&introspector), input)
                 .await
                 .map(drop)
         }

@@ -53,6 +53,9 @@ pub struct Model {
     /// `revoked_at` is the end of a rotation's overlap (it takes effect at
     /// that instant), not a revoke that happened.
     pub revoke_scheduled: bool,
+    /// When a use of this token after its revocation was last written as a
+    /// `revoked_token_used` event.
+    pub revoked_use_recorded_at: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated.

@@ -6,6 +6,7 @@ mod m20261126_000001_create_tokens;
 mod m20261130_000001_create_page_token_key;
 mod m20261130_000002_list_filter_indexes;
 mod m20261130_000003_rotation_and_policy;
+mod m20261130_000004_revoked_use;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_create_page_token_key::Migration),
             Box::new(m20261130_000002_list_filter_indexes::Migration),
             Box::new(m20261130_000003_rotation_and_policy::Migration),
+            Box::new(m20261130_000004_revoked_use::Migration),
         ]
     }
 }

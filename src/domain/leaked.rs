@@ -1,0 +1,66 @@
+//! RevokeTokenBySecret: revoke the token a leaked secret belongs to, in
+//! whatever organisation it is, for the secret scanner and the incident
+//! desk (`tokens_revoke_leaked`, a platform permission).
+
+use crate::domain::audit::AuditContext;
+use crate::domain::audit_log::log_audit_event;
+use crate::domain::caller::{Caller, Permission};
+use crate::domain::error::{ResourceRef, ServiceError};
+use crate::domain::lifecycle::{Revoked, TokenLifecycle, require};
+use crate::domain::repository::TokenRepository;
+use crate::domain::request::{self, RevokeBySecretInput};
+use crate::domain::token::{Revocation, RevokeOutcome};
+
+/// How a NOT_FOUND names the token of an unknown secret: by the field that
+/// named it, never by its value.
+pub const UNKNOWN_SECRET_RESOURCE: &str = "secret";
+
+impl<R: TokenRepository> TokenLifecycle<R> {
+    /// RevokeTokenBySecret. Authorised before parsing, like
+    /// AuthenticateToken: a caller without `tokens_revoke_leaked` learns
+    /// nothing about the string it sent. A malformed secret is refused
+    /// without a database read. The `*_revoked` event lands in the token's
+    /// organisation, with the caller as actor. Idempotent: an already
+    /// revoked token comes back with its original `revoke_time` and no
+    /// second event.
+    pub async fn revoke_token_by_secret(
+        &self,
+        caller: &Caller,
+        audit: &AuditContext,
+        input: RevokeBySecretInput,
+    ) -> Result<Revoked, ServiceError> {
+        require(caller, Permission::TokensRevokeLeaked)?;
+        let (secret, reason) = request::parse_revoke_by_secret(input)
+            .map_err(ServiceError::InvalidArgument)?
+            .into_parts();
+        let revocation = Revocation {
+            revoked_by: caller.subject.clone(),
+            reason,
+        };
+        match self
+            .repository()
+            .revoke_by_hash(&secret.hash(), &revocation, audit)
+            .await?
+        {
+            RevokeOutcome::Revoked(token) => {
+                log_audit_event(
+                    token.kind.revoked_event(),
+                    &token,
+                    audit,
+                    token.revoke_reason.as_deref(),
+                );
+                Ok(Revoked {
+                    token,
+                    newly_revoked: true,
+                })
+            }
+            RevokeOutcome::AlreadyRevoked(token) => Ok(Revoked {
+                token,
+                newly_revoked: false,
+            }),
+            RevokeOutcome::NotFound => Err(ServiceError::NotFound(ResourceRef::token(
+                UNKNOWN_SECRET_RESOURCE.to_owned(),
+            ))),
+        }
+    }
+}
