@@ -92,10 +92,20 @@ impl Interceptor for AuthInterceptor {
                 }
             },
         };
-        let verified = match bearer(&request) {
+        // The check is a child span of the call (its outcome, never the JWT).
+        let check = tracing::info_span!("jwt.verify", outcome = tracing::field::Empty);
+        let verified = check.in_scope(|| match bearer(&request) {
             None => Err(CallerRejection::Missing),
             Some(jwt) => self.verifier.verify(jwt, self.clock.now().timestamp()),
-        };
+        });
+        check.record(
+            "outcome",
+            match &verified {
+                Ok(_) => "verified",
+                Err(_) => "rejected",
+            },
+        );
+        drop(check);
         match verified {
             Ok(caller) => {
                 if let Some(attempt) = attempt {
