@@ -27,3 +27,4 @@ mod metrics;
 mod operations;
 mod postgres;
 mod seed;
+mod tracing_export;
