@@ -9,14 +9,16 @@
 //! full queue drops spans, a slow or dead collector never delays a call.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
@@ -44,13 +46,14 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// calls used the whole grace period.
 const MIN_FLUSH: Duration = Duration::from_millis(500);
 
-/// Whether spans are exported (set once by [`init`]).
-static EXPORTING: AtomicBool = AtomicBool::new(false);
+/// The tracer of the statements' spans, set once by [`init`] when spans
+/// are exported.
+static EXPORT_TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether spans are exported: only then do the listeners name their spans
 /// for OpenTelemetry and the store's statements become spans.
 pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
+    EXPORT_TRACER.get().is_some()
 }
 
 /// A checked `--otlp-endpoint`: an `http://host:port` URL of an OTLP/gRPC
@@ -155,7 +158,7 @@ pub fn init(
     };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
         vec![log_layer.with_filter(filter).boxed()];
-    let provider = match otlp {
+    let export = match otlp {
         None => None,
         Some(endpoint) => {
             let provider = tracer_provider(endpoint)?;
@@ -168,26 +171,28 @@ pub fn init(
             });
             layers.push(
                 tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
+                    .with_tracer(tracer.clone())
                     .with_location(false)
                     .with_threads(false)
                     .with_target(false)
                     .with_filter(own_spans)
                     .boxed(),
             );
-            global::set_tracer_provider(provider.clone());
-            Some(provider)
+            Some((provider, tracer))
         }
     };
     // A second initialisation (tests starting several servers) is harmless.
-    if tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(layers)
         .try_init()
-        .is_ok()
-        && provider.is_some()
-    {
-        EXPORTING.store(true, Ordering::Relaxed);
-    }
+        .is_ok();
+    let provider = match export {
+        Some((provider, tracer)) if installed => {
+            let _ = EXPORT_TRACER.set(tracer);
+            Some(provider)
+        }
+        Some(_) | None => None,
+    };
     Ok(Telemetry { provider })
 }
 
@@ -227,16 +232,15 @@ pub fn record_statement(
     elapsed: Duration,
     failed: bool,
 ) {
-    if !exporting() {
+    let Some(tracer) = EXPORT_TRACER.get() else {
         return;
-    }
+    };
     let parent = tracing::Span::current().context();
     if !parent.span().span_context().is_valid() {
         return;
     }
     let end = SystemTime::now();
     let start = end.checked_sub(elapsed).unwrap_or(end);
-    let tracer = global::tracer(SERVICE_NAME);
     let mut span = tracer
         .span_builder(operation)
         .with_kind(SpanKind::Client)
@@ -245,7 +249,7 @@ pub fn record_statement(
             KeyValue::new("db.system.name", system),
             KeyValue::new("db.operation.name", operation),
         ])
-        .start_with_context(&tracer, &parent);
+        .start_with_context(tracer, &parent);
     if failed {
         opentelemetry::trace::Span::set_status(
             &mut span,
