@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::process::Stdio;
+
 use chrono::Utc;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -20,15 +22,19 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use regex::Regex;
 use tokend::grpc::proto::ListTokensRequest;
 use tokend::grpc::proto::token_service_client::TokenServiceClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::Child;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::http_client::get;
 use crate::support::{
-    Backend, Binary, HS_SECRET, TestDb, TestResult, authed, mint, scrape_request, spawn_binary,
+    Backend, Binary, HS_SECRET, TestDb, TestResult, authed, mint, ready_channel, scrape_request,
+    serve_command, spawn_binary,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -189,12 +195,9 @@ fn traced<T>(message: T, jwt: &str, trace: &str, parent: &str) -> Request<T> {
     request
 }
 
-/// Stops the binary with SIGTERM (its spans are flushed on the way out)
-/// and returns its JSON log lines.
-async fn stop(
-    binary: Binary,
-) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error + Send + Sync>> {
-    let Binary { mut child, log, .. } = binary;
+/// Stops `child` with SIGTERM (its spans are flushed on the way out) and
+/// checks that it exits 0.
+async fn terminate(child: &mut Child) -> TestResult {
     let pid = child.id().ok_or("no pid")?;
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -202,6 +205,15 @@ async fn stop(
     assert!(killed.success());
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await??;
     assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
+    Ok(())
+}
+
+/// Stops the binary and returns its JSON log lines.
+async fn stop(
+    binary: Binary,
+) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error + Send + Sync>> {
+    let Binary { mut child, log, .. } = binary;
+    terminate(&mut child).await?;
     Ok(log
         .await?
         .iter()
@@ -405,6 +417,67 @@ async fn a_dead_collector_changes_nothing_for_callers(backend: Backend) -> TestR
         "shutdown took {:?}",
         stopping.elapsed()
     );
+    Ok(())
+}
+
+/// The pretty log format (a terminal's) carries the trace id in the span
+/// context of every line of the call, too. Not a database matter: SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_id_is_in_pretty_log_lines() -> TestResult {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut child = serve_command(db.dir.path())
+        .args([
+            "--database-url",
+            db.url.as_str(),
+            "--jwt-hs256-secret",
+            HS_SECRET,
+        ])
+        .args(["--log-format", "pretty"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+    let address = Regex::new(r"grpc_addr\W+(\S+?:\d+)")?;
+    let grpc_addr: SocketAddr = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let line = lines.next_line().await?.ok_or("tokend exited")?;
+            if let Some(found) = address.captures(&line) {
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(found[1].parse()?);
+            }
+        }
+    })
+    .await??;
+    let log = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.push(line);
+        }
+        kept
+    });
+    let jwt = admin_jwt();
+    let mut client = TokenServiceClient::new(ready_channel(grpc_addr).await);
+    client
+        .create_token(traced(
+            scrape_request("pretty"),
+            &jwt,
+            TRACE_ID,
+            CALLER_SPAN_ID,
+        ))
+        .await?;
+    terminate(&mut child).await?;
+    let log = log.await?;
+    let ansi = Regex::new(r"\x1b\[[0-9;]*m")?;
+    let call: Vec<String> = log
+        .iter()
+        .map(|line| ansi.replace_all(line, "").into_owned())
+        .filter(|line| line.contains("/tokend.v1.TokenService/CreateToken"))
+        .collect();
+    assert!(!call.is_empty(), "no log line of the call: {log:#?}");
+    for line in &call {
+        assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
+    }
     Ok(())
 }
 
