@@ -49,6 +49,8 @@ struct Received {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    /// The W3C `tracestate` the span carries on.
+    trace_state: String,
     /// Every attribute, its value as text.
     attributes: Vec<(String, String)>,
     /// The resource's `service.name`.
@@ -112,6 +114,7 @@ fn flatten(span: Span, service: &str) -> Received {
         trace_id: hex(&span.trace_id),
         span_id: hex(&span.span_id),
         parent_span_id: hex(&span.parent_span_id),
+        trace_state: span.trace_state,
         attributes: span
             .attributes
             .iter()
@@ -278,12 +281,31 @@ async fn a_traced_call_exports_its_spans_under_the_callers(backend: Backend) -> 
             })
         })
         .await;
+    // Nothing secret anywhere: not the JWT (nor its signature), not the
+    // token's secret, nor the bearer header.
+    let signature = jwt.rsplit('.').next().expect("signature");
+    for span in &spans {
+        for (key, value) in &span.attributes {
+            for secret_text in [jwt.as_str(), signature, secret.as_str(), "Bearer"] {
+                assert!(
+                    !value.contains(secret_text),
+                    "span {} attribute {key} carries a secret: {value}",
+                    span.name
+                );
+            }
+        }
+    }
+
     let server = spans
         .iter()
         .find(|s| s.trace_id == TRACE_ID && s.parent_span_id == CALLER_SPAN_ID)
         .expect("the server span");
     assert_eq!(server.name, "tokend.v1.TokenService/CreateToken");
     assert_eq!(server.service, "tokend");
+    assert_eq!(
+        server.trace_state, "vendor=opaque",
+        "tracestate is carried on"
+    );
     assert_eq!(server.attribute("rpc.system"), Some("grpc"));
     assert_eq!(server.attribute("rpc.grpc.status_code"), Some("0"));
     assert_eq!(server.attribute("org"), Some("acme"));
@@ -319,21 +341,6 @@ async fn a_traced_call_exports_its_spans_under_the_callers(backend: Backend) -> 
         .expect("the scrape span");
     assert_eq!(scrape.name, "GET /api/metrics/prometheus");
     assert_eq!(scrape.attribute("http.response.status_code"), Some("200"));
-
-    // Nothing secret anywhere: not the JWT (nor its signature), not the
-    // token's secret, nor the bearer header.
-    let signature = jwt.rsplit('.').next().expect("signature");
-    for span in &spans {
-        for (key, value) in &span.attributes {
-            for secret_text in [jwt.as_str(), signature, secret.as_str(), "Bearer"] {
-                assert!(
-                    !value.contains(secret_text),
-                    "span {} attribute {key} carries a secret: {value}",
-                    span.name
-                );
-            }
-        }
-    }
 
     // The spans of the last calls are flushed at shutdown; the log lines of
     // the call carry its trace id.
