@@ -385,16 +385,12 @@ async fn the_trace_id_is_logged_without_export(backend: Backend) -> TestResult {
     Ok(())
 }
 
-/// A collector that is down (a closed port) changes nothing for callers:
-/// every call succeeds, none waits on the exporter, and shutdown stays
-/// within its grace.
-async fn a_dead_collector_changes_nothing_for_callers(backend: Backend) -> TestResult {
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        listener.local_addr()?
-    };
+/// Calls through a tokend exporting to `collector`, which never takes a
+/// span: every call succeeds, none waits on the exporter, and shutdown
+/// stays within its grace.
+async fn calls_go_on_without_the_collector(backend: Backend, collector: SocketAddr) -> TestResult {
     let db = TestDb::new(backend).await;
-    let binary = start_tokend(&db, Some(closed)).await;
+    let binary = start_tokend(&db, Some(collector)).await;
     let jwt = admin_jwt();
     let mut client = TokenServiceClient::new(binary.ready_channel().await);
     let started = Instant::now();
@@ -411,7 +407,8 @@ async fn a_dead_collector_changes_nothing_for_callers(backend: Backend) -> TestR
             .list_tokens(authed(ListTokensRequest::default(), &jwt))
             .await?;
     }
-    // Generous: 100 calls on a loaded CI machine, no exporter wait in them.
+    // Generous: 100 calls on a loaded CI machine, no exporter wait in them
+    // (one export alone may take 5 s before it is abandoned).
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "calls took {:?}",
@@ -425,6 +422,31 @@ async fn a_dead_collector_changes_nothing_for_callers(backend: Backend) -> TestR
         stopping.elapsed()
     );
     Ok(())
+}
+
+/// A collector that is down (a closed port) changes nothing for callers.
+async fn a_dead_collector_changes_nothing_for_callers(backend: Backend) -> TestResult {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        listener.local_addr()?
+    };
+    calls_go_on_without_the_collector(backend, closed).await
+}
+
+/// A collector that accepts connections and never answers (hung, or a
+/// black hole) changes nothing for callers either.
+async fn a_hung_collector_changes_nothing_for_callers(backend: Backend) -> TestResult {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let hung = listener.local_addr()?;
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let result = calls_go_on_without_the_collector(backend, hung).await;
+    holder.abort();
+    result
 }
 
 /// The pretty log format (a terminal's) carries the trace id in the span
@@ -492,4 +514,5 @@ crate::backend_tests!(
     a_traced_call_exports_its_spans_under_the_callers,
     the_trace_id_is_logged_without_export,
     a_dead_collector_changes_nothing_for_callers,
+    a_hung_collector_changes_nothing_for_callers,
 );
