@@ -81,6 +81,14 @@ pub fn record_outcome(span: &Span, attribute: &'static str, code: i64, failure: 
     }
 }
 
+/// Sets `key` to `value` on `span` when spans are exported (an attribute
+/// that logs do not need).
+pub fn record_attribute(span: &Span, key: &'static str, value: &'static str) {
+    if telemetry::exporting() {
+        span.set_attribute(key, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
