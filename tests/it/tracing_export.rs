@@ -409,7 +409,7 @@ async fn calls_go_on_without_the_collector(backend: Backend, collector: SocketAd
                 .list_tokens(authed(ListTokensRequest::default(), &jwt))
                 .await?;
         }
-        Ok::<_, tonic::Status>(())
+        Ok::<_, Status>(())
     };
     tokio::time::timeout(Duration::from_secs(30), calls)
         .await
