@@ -96,7 +96,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_callers_trace_id_is_the_spans_trace_id_without_export() {
+    fn a_traceparent_is_read_and_a_malformed_one_ignored() {
         let mut headers = HeaderMap::new();
         headers.insert(
             "traceparent",
