@@ -2,7 +2,8 @@
 //! header read timeout (which also closes idle keep-alive connections), a
 //! cap on open connections, a request body limit and a per-request timeout.
 //! Each request carries its peer's address (`ConnectInfo<SocketAddr>`) for
-//! the failed-authentication limit.
+//! the failed-authentication limit, and runs in its span ([`request_span`]:
+//! request id, W3C trace context).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,6 +20,10 @@ use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::request_id::{self, REQUEST_ID_HEADER};
+use crate::trace_context::{self, SpanName};
 
 /// The listener's limits (flags `--http-*` and `--request-timeout`).
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +40,36 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// Longest a request may take from its headers to its response (408).
     pub request_timeout: Duration,
+}
+
+/// The span of one HTTP request: its request id (the caller's
+/// `x-request-id` if acceptable, else a new one, put back into the headers
+/// so the handler answers with the same), a child of the caller's W3C trace
+/// context. The REST face and the metrics endpoints share it.
+pub fn request_span<B>(request: &mut http::Request<B>) -> tracing::Span {
+    let request_id = request_id::of_headers(request.headers());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    let name = format!("{} {}", request.method(), request.uri().path());
+    trace_context::adopt(
+        &span,
+        request.headers(),
+        SpanName {
+            name: &name,
+            rpc_system: None,
+        },
+    );
+    span
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
@@ -85,7 +120,23 @@ pub async fn serve(
         let per_request =
             hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
-                service.clone().oneshot(request)
+                let span = request_span(&mut request);
+                let response = service.clone().oneshot(request);
+                async move {
+                    let response = response.await;
+                    if let Ok(response) = &response {
+                        let status = response.status();
+                        let failure = status.is_server_error().then(|| status.as_str());
+                        trace_context::record_outcome(
+                            &tracing::Span::current(),
+                            "http.response.status_code",
+                            i64::from(status.as_u16()),
+                            failure,
+                        );
+                    }
+                    response
+                }
+                .instrument(span)
             });
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), per_request));

@@ -20,3 +20,4 @@ pub mod rest;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod trace_context;

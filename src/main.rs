@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -16,7 +17,7 @@ use tokend::identity::secret_file;
 use tokend::identity::{MintRequest, mint_hs256};
 use tokend::server;
 use tokend::store::SeaStore;
-use tokend::telemetry::init_logging;
+use tokend::telemetry::{self, init_logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,14 +65,22 @@ async fn bind(addr: std::net::SocketAddr, setting: Setting) -> Result<TcpListene
 }
 
 async fn serve(args: ServeArgs) -> Result<(), StartupError> {
-    init_logging(args.log_format);
+    let otlp = server_config::otlp_endpoint(&args)?;
+    let telemetry = telemetry::init(args.log_format, otlp.as_ref())
+        .map_err(|e| StartupError::setting(Setting::OtlpEndpoint, e))?;
     let config = ServerConfig::from_args(&args)?;
+    let grace = config.shutdown_grace;
     let grpc = bind(config.grpc_addr, Setting::GrpcAddr).await?;
     let http = bind(config.http_addr, Setting::HttpAddr).await?;
     let handle = server::start(config, Arc::new(SystemClock), grpc, http).await?;
     tracing::info!(grpc_addr = %handle.grpc_addr, http_addr = %handle.http_addr, "tokend listening");
     wait_for_signal().await;
+    let deadline = Instant::now() + grace;
     handle.shutdown().await;
+    // The spans of the last calls go out with what is left of the grace.
+    telemetry
+        .shutdown(deadline.saturating_duration_since(Instant::now()))
+        .await;
     Ok(())
 }
 

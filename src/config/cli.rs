@@ -211,6 +211,10 @@ pub struct ServeArgs {
     /// How often readiness checks the database.
     #[arg(long = Setting::HealthCheckInterval.long(), env = Setting::HealthCheckInterval.env(), default_value = "1s", value_parser = duration)]
     pub health_check_interval: Duration,
+    /// OTLP/gRPC collector (`http://host:4317`) that spans are exported to;
+    /// unset: no export.
+    #[arg(long = Setting::OtlpEndpoint.long(), env = Setting::OtlpEndpoint.env())]
+    pub otlp_endpoint: Option<String>,
     /// Database settings.
     #[command(flatten)]
     pub database: DatabaseArgs,

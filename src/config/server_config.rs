@@ -14,6 +14,7 @@ use crate::http_listener::HttpLimits;
 use crate::identity::secret_file::{self, SecretOrigin};
 use crate::identity::{HsSecret, JwtVerifier, KeyRing};
 use crate::store::DatabaseSettings;
+use crate::telemetry::OtlpEndpoint;
 
 /// The schemes tokend's store speaks.
 const DATABASE_SCHEMES: [&str; 3] = ["sqlite:", "postgres://", "postgresql://"];
@@ -152,6 +153,17 @@ pub fn database_settings(args: &DatabaseArgs) -> Result<DatabaseSettings, Startu
     })
 }
 
+/// The OTLP endpoint spans are exported to, if one is set: an `http://`
+/// URL with a host. Checked before logging starts (the exporter is part of
+/// the log set-up), so its error is printed as the one start-up line.
+pub fn otlp_endpoint(args: &ServeArgs) -> Result<Option<OtlpEndpoint>, StartupError> {
+    args.otlp_endpoint
+        .as_deref()
+        .map(OtlpEndpoint::parse)
+        .transpose()
+        .map_err(|e| StartupError::setting(Setting::OtlpEndpoint, e))
+}
+
 /// The HS secret given on the command line, checked for length.
 pub fn hs_secret(secret: &str) -> Result<HsSecret, StartupError> {
     HsSecret::new(secret.as_bytes())
@@ -247,6 +259,24 @@ mod tests {
             error.to_string(),
             "--database-url (DATABASE_URL): must start with sqlite:// or postgres://"
         );
+    }
+
+    #[test]
+    fn a_bad_otlp_endpoint_is_named() {
+        let parse = |value: &str| {
+            let cli = Cli::try_parse_from(["tokend", "--otlp-endpoint", value]).expect("parses");
+            otlp_endpoint(&cli.serve)
+        };
+        let error = parse("collector:4317").expect_err("refused");
+        assert_eq!(error.setting_at_fault(), Some(Setting::OtlpEndpoint));
+        assert!(
+            error
+                .to_string()
+                .starts_with("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): must be http://"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains('\n'));
+        assert!(parse("http://collector:4317").expect("valid").is_some());
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum Setting {
     Http2KeepaliveTimeout,
     /// `--health-check-interval` (`TOKEND_HEALTH_CHECK_INTERVAL`).
     HealthCheckInterval,
+    /// `--otlp-endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    OtlpEndpoint,
     /// `--org`.
     Org,
     /// `--sub`.
@@ -121,6 +123,7 @@ impl Setting {
         Setting::Http2KeepaliveInterval,
         Setting::Http2KeepaliveTimeout,
         Setting::HealthCheckInterval,
+        Setting::OtlpEndpoint,
         Setting::Org,
         Setting::Sub,
         Setting::Role,
@@ -192,6 +195,9 @@ impl Setting {
                 "health-check-interval",
                 Some("TOKEND_HEALTH_CHECK_INTERVAL"),
             ),
+            // The OpenTelemetry SDKs' own name, so that a collector set-up
+            // made for other services applies unchanged.
+            Setting::OtlpEndpoint => ("otlp-endpoint", Some("OTEL_EXPORTER_OTLP_ENDPOINT")),
             Setting::Org => ("org", None),
             Setting::Sub => ("sub", None),
             Setting::Role => ("role", None),

@@ -20,6 +20,7 @@ use crate::domain::{Clock, ServiceError};
 use crate::grpc::request_context::RequestId;
 use crate::grpc::status::to_status;
 use crate::identity::{JwtVerifier, bearer_token};
+use crate::{telemetry, trace_context};
 
 /// Verifies the caller of every `TokenService` call and applies its rate
 /// limit.
@@ -92,10 +93,23 @@ impl Interceptor for AuthInterceptor {
                 }
             },
         };
-        let verified = match bearer(&request) {
+        // Exported, the check is a child span of the call with its outcome
+        // (never the JWT); not exported, it costs nothing on the hot path.
+        let check = if telemetry::exporting() {
+            tracing::info_span!("jwt.verify")
+        } else {
+            tracing::Span::none()
+        };
+        let verified = check.in_scope(|| match bearer(&request) {
             None => Err(CallerRejection::Missing),
             Some(jwt) => self.verifier.verify(jwt, self.clock.now().timestamp()),
+        });
+        let outcome = match &verified {
+            Ok(_) => "verified",
+            Err(_) => "rejected",
         };
+        trace_context::record_attribute(&check, "outcome", outcome);
+        drop(check);
         match verified {
             Ok(caller) => {
                 if let Some(attempt) = attempt {

@@ -1,6 +1,7 @@
 //! The request-id layer: every HTTP/2 request gets an id (the caller's
 //! `x-request-id` if it is printable ASCII of at most 128 characters, else a
-//! new UUID v7), a tracing span that every log line of the request inherits,
+//! new UUID v7), a tracing span that every log line of the request inherits
+//! (a child of the caller's W3C trace context, its trace id in `trace_id`),
 //! the id echoed in the response headers, and one log line when it ends.
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use tracing::Instrument;
 
 use crate::grpc::status::transport_status;
 use crate::request_id::REQUEST_ID_HEADER;
+use crate::trace_context::{self, SpanName};
 
 /// The trailer (or trailers-only header) carrying the `google.rpc.Status`.
 const DETAILS_HEADER: &str = "grpc-status-details-bin";
@@ -137,6 +139,17 @@ where
             request_id = %request_id,
             org = tracing::field::Empty,
             caller = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        trace_context::adopt(
+            &span,
+            request.headers(),
+            SpanName {
+                name: method.trim_start_matches('/'),
+                rpc_system: Some("grpc"),
+            },
         );
 
         // Take the service that was driven to readiness, leave a clone.
@@ -159,6 +172,13 @@ where
                 let code = grpc_code_of(&response);
                 let elapsed = started.elapsed();
                 observer.observe(&method, code, elapsed);
+                let failure = (code != tonic::Code::Ok).then(|| code.description());
+                trace_context::record_outcome(
+                    &tracing::Span::current(),
+                    "rpc.grpc.status_code",
+                    i64::from(code as i32),
+                    failure,
+                );
                 // Code and latency ride on the event, not recorded into the
                 // span: every `record` re-serialises the span's fields. A
                 // successful AuthenticateToken (the hot path, thousands a

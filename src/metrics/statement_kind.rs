@@ -31,4 +31,15 @@ impl StatementKind {
             StatementKind::Other
         }
     }
+
+    /// The statement's keyword, as a span names it (`SELECT`, …, `OTHER`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            StatementKind::Select => "SELECT",
+            StatementKind::Insert => "INSERT",
+            StatementKind::Update => "UPDATE",
+            StatementKind::Delete => "DELETE",
+            StatementKind::Other => "OTHER",
+        }
+    }
 }

@@ -28,6 +28,7 @@ use crate::metrics::endpoint::{self, MetricsState, PoolStatusSource};
 use crate::metrics::{Metrics, OrgAuthentications, StatementKind};
 use crate::rest::{self, RestApi, serve::RestState};
 use crate::store::SeaStore;
+use crate::telemetry;
 
 /// The readiness service name (docs/reference.md, "Health").
 pub const READINESS_SERVICE: &str = "tokend.v1.TokenService";
@@ -97,8 +98,15 @@ async fn core(config: &ServerConfig) -> Result<Core, StartupError> {
         .map_err(|e| StartupError::setting(Setting::DatabaseUrl, e))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::part("metrics", e))?);
     let statements = metrics.clone();
+    let system = if config.database.url.starts_with("postgres") {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
     store.observe_statements(move |sql, elapsed, failed| {
-        statements.record_statement(StatementKind::of(sql), elapsed, failed);
+        let kind = StatementKind::of(sql);
+        statements.record_statement(kind, elapsed, failed);
+        telemetry::record_statement(kind.keyword(), system, elapsed, failed);
     });
     let last_use = background::spawn_last_use_writer(&store);
     let last_use_stats = last_use.shared_stats();

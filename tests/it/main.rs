@@ -30,3 +30,4 @@ mod postgres;
 mod rest;
 mod rotation;
 mod seed;
+mod tracing_export;
