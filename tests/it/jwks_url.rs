@@ -204,15 +204,18 @@ fn past_the_throttle(server: &TestServer) {
     server.clock.advance(TimeDelta::seconds(11));
 }
 
-/// A server trusting the provider's keys (and, as every test server, the
-/// HS secret), started once the first fetch answered.
+/// The flags of a server trusting the provider's keys (and, as every test
+/// server, the HS secret). These tests send refused JWTs on purpose, so the
+/// per-address budget of failed authentications is off.
+fn flags(url: &str) -> [&str; 4] {
+    ["--jwt-jwks-url", url, "--auth-failures-per-minute", "0"]
+}
+
+/// A server trusting the provider's keys, started once the first fetch
+/// answered.
 async fn start(backend: Backend, provider: &Provider) -> TestServer {
     let url = provider.url();
-    let server = TestServer::start_on(
-        Arc::new(TestDb::new(backend).await),
-        &["--jwt-jwks-url", &url],
-    )
-    .await;
+    let server = TestServer::start_on(Arc::new(TestDb::new(backend).await), &flags(&url)).await;
     provider.wait_for_requests(1).await;
     server
 }
@@ -363,7 +366,7 @@ async fn readiness_waits_for_the_first_key_then_ignores_the_provider(
     let provider = Provider::start(Answer::Unavailable).await;
     let url = provider.url();
     let db = Arc::new(TestDb::new(backend).await);
-    let server = TestServer::spawn(db, &["--jwt-jwks-url", &url]).await;
+    let server = TestServer::spawn(db, &flags(&url)).await;
     provider.wait_for_requests(1).await;
     // Several health-check intervals (100 ms) with the database ready.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -410,8 +413,11 @@ async fn plain_http_to_a_remote_host_stops_start_up() -> TestResult {
             .args(["--jwt-jwks-url", url])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .output()
-            .await?;
+            .output();
+        // A server that accepted the URL would run until killed (on drop).
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .map_err(|_| format!("{url} accepted: still running"))??;
         assert!(!output.status.success(), "{url} accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("panicked"), "{stderr}");
