@@ -234,8 +234,11 @@ impl RemoteKeyRing {
                 () = tokio::time::sleep_until(next) => {}
                 () = self.unknown_kid.notified() => {
                     let now = clock.now();
+                    // A clock that went backwards does not block refreshes
+                    // until it catches up: it allows one, which restarts
+                    // the window.
                     let throttled = last_fetch.is_some_and(|at| {
-                        (now - at).to_std().unwrap_or(Duration::ZERO) < UNKNOWN_KID_THROTTLE
+                        (now - at).to_std().unwrap_or(UNKNOWN_KID_THROTTLE) < UNKNOWN_KID_THROTTLE
                     });
                     if throttled {
                         continue;
