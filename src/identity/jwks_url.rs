@@ -66,8 +66,14 @@ pub enum JwksUrlError {
 }
 
 /// A checked JWKS URL: https, or http to a loopback host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JwksUrl(http::Uri);
+
+impl std::fmt::Debug for JwksUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JwksUrl({self})")
+    }
+}
 
 impl JwksUrl {
     /// Checks `text`.
@@ -87,9 +93,17 @@ impl JwksUrl {
     }
 }
 
+/// Scheme, host, port and path only: a user, password or query string in
+/// the setting may be a credential, and this is what the logs show.
 impl std::fmt::Display for JwksUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        let scheme = self.0.scheme_str().unwrap_or_default();
+        let host = self.0.host().unwrap_or_default();
+        write!(f, "{scheme}://{host}")?;
+        if let Some(port) = self.0.port_u16() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(self.0.path())
     }
 }
 
@@ -383,6 +397,12 @@ mod tests {
         ] {
             assert!(JwksUrl::parse(good).is_ok(), "{good}");
         }
+        let logged = JwksUrl::parse("https://ops:hunter2@idp.example.com:8443/certs?key=s3cret")
+            .map(|url| url.to_string());
+        assert_eq!(logged.as_deref(), Ok("https://idp.example.com:8443/certs"));
+        let debugged = JwksUrl::parse("https://ops:hunter2@idp.example.com/certs?key=s3cret")
+            .map(|url| format!("{url:?}"));
+        assert!(debugged.is_ok_and(|text| !text.contains("hunter2") && !text.contains("s3cret")));
         let cases = [
             (
                 "http://idp.example.com/jwks",
