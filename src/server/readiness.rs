@@ -55,10 +55,10 @@ pub(super) async fn watch(readiness: Readiness, mut shutdown: watch::Receiver<bo
             readiness.metrics.set_ready(ready);
             if ready {
                 tracing::info!("ready: database reachable");
-            } else if !database {
-                tracing::warn!("not ready: database unreachable");
             } else {
-                tracing::warn!("not ready: no key loaded from the JWKS URL yet");
+                // Only the database takes readiness away: keys from the
+                // JWKS URL, once loaded, are never unloaded.
+                tracing::warn!("not ready: database unreachable");
             }
         }
         tokio::select! {
