@@ -137,6 +137,11 @@ pub struct JwtArgs {
     /// JWKS JSON file of public keys (RS*, PS*, ES256, ES384, EdDSA), by `kid`.
     #[arg(long = Setting::JwtJwksFile.long(), env = Setting::JwtJwksFile.env())]
     pub jwt_jwks_file: Option<PathBuf>,
+    /// JWKS URL of an identity provider (its `jwks_uri`): https, or http to
+    /// loopback; refreshed on its `Cache-Control: max-age` and on an unknown
+    /// `kid`.
+    #[arg(long = Setting::JwtJwksUrl.long(), env = Setting::JwtJwksUrl.env())]
+    pub jwt_jwks_url: Option<String>,
     /// How often the JWKS file is checked for changes.
     #[arg(long = Setting::JwtJwksReloadInterval.long(), env = Setting::JwtJwksReloadInterval.env(), default_value = "10s", value_parser = duration)]
     pub jwt_jwks_reload_interval: Duration,

@@ -12,7 +12,7 @@ use crate::config::cli::{DatabaseArgs, JwtArgs, ServeArgs};
 use crate::config::setting::{Invalid, Setting, StartupError};
 use crate::http_listener::HttpLimits;
 use crate::identity::secret_file::{self, SecretOrigin};
-use crate::identity::{HsSecret, JwtVerifier, KeyRing};
+use crate::identity::{HsSecret, JwksUrl, JwtVerifier, KeyRing, RemoteKeyRing};
 use crate::store::DatabaseSettings;
 use crate::telemetry::OtlpEndpoint;
 
@@ -29,6 +29,8 @@ pub struct JwtConfig {
     pub key_ring: Option<Arc<KeyRing>>,
     /// How often the JWKS file is checked for changes.
     pub reload_interval: Duration,
+    /// The JWKS URL's keys, fetched and refreshed by a task of the server.
+    pub remote_keys: Option<Arc<RemoteKeyRing>>,
 }
 
 /// The gRPC listener's limits.
@@ -181,21 +183,36 @@ fn jwt_config(jwt: &JwtArgs, database: &DatabaseArgs) -> Result<JwtConfig, Start
         }
         None => None,
     };
-    let hs_secret = match (&jwt.jwt_hs256_secret, &key_ring) {
-        (Some(secret), _) => Some(hs_secret(secret.expose())?),
-        (None, Some(_)) => None,
-        (None, None) => Some(zero_config_secret(database)?),
+    let remote_keys = match &jwt.jwt_jwks_url {
+        Some(url) => Some(Arc::new(
+            JwksUrl::parse(url)
+                .and_then(RemoteKeyRing::new)
+                .map_err(|e| StartupError::setting(Setting::JwtJwksUrl, e))?,
+        )),
+        None => None,
     };
-    let verifier = Arc::new(JwtVerifier::new(
-        hs_secret.as_ref(),
-        key_ring.clone(),
-        jwt.jwt_issuer.clone(),
-        jwt.jwt_audience.clone(),
-    ));
+    let hs_secret = match (
+        &jwt.jwt_hs256_secret,
+        key_ring.is_some() || remote_keys.is_some(),
+    ) {
+        (Some(secret), _) => Some(hs_secret(secret.expose())?),
+        (None, true) => None,
+        (None, false) => Some(zero_config_secret(database)?),
+    };
+    let verifier = Arc::new(
+        JwtVerifier::new(
+            hs_secret.as_ref(),
+            key_ring.clone(),
+            jwt.jwt_issuer.clone(),
+            jwt.jwt_audience.clone(),
+        )
+        .with_remote_keys(remote_keys.clone()),
+    );
     Ok(JwtConfig {
         verifier,
         key_ring,
         reload_interval: jwt.jwt_jwks_reload_interval,
+        remote_keys,
     })
 }
 
@@ -234,7 +251,7 @@ mod tests {
 
     #[test]
     fn each_bad_setting_is_named_once_checked() {
-        let cases: [(&[&str], Setting); 4] = [
+        let cases: [(&[&str], Setting); 6] = [
             (&["--database-url", "mysql://x"], Setting::DatabaseUrl),
             (&["--jwt-hs256-secret", "short"], Setting::JwtHs256Secret),
             (
@@ -245,6 +262,11 @@ mod tests {
                 &["--data-dir", "/proc/tokend-cannot-be-here"],
                 Setting::DataDir,
             ),
+            (
+                &["--jwt-jwks-url", "http://idp.example.com/jwks"],
+                Setting::JwtJwksUrl,
+            ),
+            (&["--jwt-jwks-url", "idp.example.com"], Setting::JwtJwksUrl),
         ];
         for (args, setting) in cases {
             let error = config(args).expect_err("refused");

@@ -29,6 +29,8 @@ pub enum Setting {
     JwtHs256Secret,
     /// `--jwt-jwks-file` (`TOKEND_JWT_JWKS_FILE`).
     JwtJwksFile,
+    /// `--jwt-jwks-url` (`TOKEND_JWT_JWKS_URL`).
+    JwtJwksUrl,
     /// `--jwt-jwks-reload-interval` (`TOKEND_JWT_JWKS_RELOAD_INTERVAL`).
     JwtJwksReloadInterval,
     /// `--jwt-issuer` (`TOKEND_JWT_ISSUER`).
@@ -102,6 +104,7 @@ impl Setting {
         Setting::DbMaxLifetime,
         Setting::JwtHs256Secret,
         Setting::JwtJwksFile,
+        Setting::JwtJwksUrl,
         Setting::JwtJwksReloadInterval,
         Setting::JwtIssuer,
         Setting::JwtAudience,
@@ -148,6 +151,7 @@ impl Setting {
             Setting::DbMaxLifetime => ("db-max-lifetime", Some("TOKEND_DB_MAX_LIFETIME")),
             Setting::JwtHs256Secret => ("jwt-hs256-secret", Some("TOKEND_JWT_HS256_SECRET")),
             Setting::JwtJwksFile => ("jwt-jwks-file", Some("TOKEND_JWT_JWKS_FILE")),
+            Setting::JwtJwksUrl => ("jwt-jwks-url", Some("TOKEND_JWT_JWKS_URL")),
             Setting::JwtJwksReloadInterval => (
                 "jwt-jwks-reload-interval",
                 Some("TOKEND_JWT_JWKS_RELOAD_INTERVAL"),

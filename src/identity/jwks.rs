@@ -104,10 +104,16 @@ pub fn parse_jwks(
     path: &Path,
     bytes: &[u8],
 ) -> Result<(HashMap<String, VerificationKey>, usize), JwksError> {
-    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| JwksError::Parse {
+    parse_key_set(bytes).map_err(|message| JwksError::Parse {
         path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+        message,
+    })
+}
+
+/// [`parse_jwks`] without a file: also the JWKS URL's parser. The error is
+/// what is wrong with the document.
+pub fn parse_key_set(bytes: &[u8]) -> Result<(HashMap<String, VerificationKey>, usize), String> {
+    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut keys = HashMap::new();
     let mut skipped = 0;
     for jwk in &set.keys {
@@ -123,11 +129,10 @@ pub fn parse_jwks(
         }
     }
     if keys.is_empty() {
-        return Err(JwksError::Parse {
-            path: path.to_owned(),
-            message: "no usable key (each needs a kid and an RS*, PS*, ES256, ES384 or EdDSA key)"
+        return Err(
+            "no usable key (each needs a kid and an RS*, PS*, ES256, ES384 or EdDSA key)"
                 .to_owned(),
-        });
+        );
     }
     Ok((keys, skipped))
 }

@@ -5,7 +5,9 @@
 //! so `alg: none` and algorithm confusion fail. A JWT that names a `kid` is
 //! verified with that key of the key ring or not at all; only a JWT without
 //! `kid` may use the HS secret, so an attacker cannot steer a token meant for
-//! the key ring onto the shared secret (or the other way round). `exp` and `nbf` are checked
+//! the key ring onto the shared secret (or the other way round). The key ring
+//! is the JWKS file's keys, then the JWKS URL's; a `kid` neither holds asks
+//! the URL's fetcher for a refresh (throttled there) and is refused now. `exp` and `nbf` are checked
 //! here against the injected `now` with a 60 s leeway; `iss`/`aud`, when
 //! configured, are required and checked.
 
@@ -18,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Caller;
 use crate::domain::error::CallerRejection;
 use crate::domain::validation::is_control_or_format;
-use crate::identity::{HsSecret, KeyRing};
+use crate::identity::jwks::VerificationKey;
+use crate::identity::{HsSecret, KeyRing, RemoteKeyRing};
 
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -62,6 +65,7 @@ struct Verified {
 pub struct JwtVerifier {
     hs_secret: Option<DecodingKey>,
     key_ring: Option<Arc<KeyRing>>,
+    remote_keys: Option<Arc<RemoteKeyRing>>,
     issuer: Option<String>,
     audience: Option<String>,
     verified: Mutex<HashMap<String, Verified>>,
@@ -72,6 +76,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("hs_secret", &self.hs_secret.as_ref().map(|_| "<redacted>"))
             .field("key_ring", &self.key_ring)
+            .field("remote_keys", &self.remote_keys)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -89,14 +94,45 @@ impl JwtVerifier {
         JwtVerifier {
             hs_secret: hs_secret.map(|secret| DecodingKey::from_secret(secret.as_bytes())),
             key_ring,
+            remote_keys: None,
             issuer,
             audience,
             verified: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Also trusts the keys of a JWKS URL (after the file's, for a `kid`
+    /// both hold).
+    pub fn with_remote_keys(mut self, remote_keys: Option<Arc<RemoteKeyRing>>) -> JwtVerifier {
+        self.remote_keys = remote_keys;
+        self
+    }
+
     fn key_generation(&self) -> u64 {
-        self.key_ring.as_ref().map_or(0, |ring| ring.generation())
+        // Both count up, so the sum changes whenever either set changes.
+        let file = self.key_ring.as_ref().map_or(0, |ring| ring.generation());
+        let remote = self
+            .remote_keys
+            .as_ref()
+            .map_or(0, |ring| ring.generation());
+        file.wrapping_add(remote)
+    }
+
+    /// The key `kid` names in the file's ring, else in the URL's; a miss asks
+    /// the URL's fetcher for a refresh, so a key the provider just rotated in
+    /// is found on a later call.
+    fn key_for(&self, kid: &str) -> Option<VerificationKey> {
+        let found = self
+            .key_ring
+            .as_ref()
+            .and_then(|ring| ring.get(kid))
+            .or_else(|| self.remote_keys.as_ref().and_then(|ring| ring.get(kid)));
+        if found.is_none()
+            && let Some(remote) = &self.remote_keys
+        {
+            remote.request_refresh();
+        }
+        found
     }
 
     /// Checks the time-dependent claims against `now`, with the leeway.
@@ -184,11 +220,7 @@ impl JwtVerifier {
         let header = jsonwebtoken::decode_header(jwt).map_err(|_| CallerRejection::Invalid)?;
         let (key, algorithms) = match (header.kid.as_deref(), &self.hs_secret) {
             (Some(kid), _) => {
-                let verification = self
-                    .key_ring
-                    .as_ref()
-                    .and_then(|ring| ring.get(kid))
-                    .ok_or(CallerRejection::Invalid)?;
+                let verification = self.key_for(kid).ok_or(CallerRejection::Invalid)?;
                 (verification.key, vec![verification.algorithm])
             }
             (None, Some(secret)) => (

@@ -6,11 +6,13 @@
 
 pub mod hs_secret;
 pub mod jwks;
+pub mod jwks_url;
 pub mod jwt;
 pub mod secret_file;
 
 pub use hs_secret::{HsSecret, HsSecretTooShort};
 pub use jwks::{JwksError, KeyRing};
+pub use jwks_url::{JwksUrl, RemoteKeyRing};
 pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
 
 /// The token of an `authorization: Bearer <token>` value (scheme matched

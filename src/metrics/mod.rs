@@ -17,7 +17,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use prost::Message;
 
@@ -52,6 +53,7 @@ pub struct Metrics {
     pool: IntGaugeVec,
     statements: IntCounterVec,
     statement_latency: HistogramVec,
+    ready: IntGauge,
 }
 
 impl Metrics {
@@ -109,7 +111,12 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["operation"],
         )?;
+        let ready = IntGauge::new(
+            "tokend_ready",
+            "1 while readiness (tokend.v1.TokenService) is SERVING, else 0",
+        )?;
         registry.register(Box::new(rpcs.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(rpc_latency.clone()))?;
         registry.register(Box::new(authentications.clone()))?;
         registry.register(Box::new(revocations.clone()))?;
@@ -131,7 +138,14 @@ impl Metrics {
             pool,
             statements,
             statement_latency,
+            ready,
         })
+    }
+
+    /// Follows readiness: set by the readiness watcher with every change of
+    /// `tokend.v1.TokenService`'s health, and to 0 at shutdown.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Counts one AuthenticateToken result.

@@ -1,5 +1,6 @@
 //! The server's background tasks besides readiness: the last-use writer,
-//! the JWKS reloader and the eviction of idle limiter state. Each ends at
+//! the JWKS reloader, the JWKS URL's fetcher and the eviction of idle
+//! limiter state. Each ends at
 //! shutdown (the last-use writer when its queue closes).
 
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::domain::Clock;
 use crate::domain::last_use::{LAST_USE_QUEUE_CAPACITY, LastUseRecorder};
-use crate::identity::KeyRing;
+use crate::identity::{KeyRing, RemoteKeyRing};
 use crate::store::SeaStore;
 
 /// How often idle limiter state is dropped.
@@ -44,6 +46,16 @@ pub(super) fn spawn_jwks_reload(
             }
         }
     });
+}
+
+/// Fetches the JWKS URL's keys now, then on its schedule and on unknown
+/// `kid`s (see `identity::jwks_url`).
+pub(super) fn spawn_jwks_url_refresh(
+    remote_keys: Arc<RemoteKeyRing>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(remote_keys.run(clock, shutdown));
 }
 
 /// Periodically drops rate-limiter state of callers and peers that went

@@ -172,11 +172,20 @@ fn admission(
     (callers, failed_auth)
 }
 
-/// The readiness watcher and, with a JWKS file, its reloader.
-fn spawn_watchers(readiness: readiness::Readiness, jwt: JwtConfig, signals: &shutdown::Signals) {
+/// The readiness watcher and, with a JWKS file, its reloader; with a JWKS
+/// URL, its fetcher.
+fn spawn_watchers(
+    readiness: readiness::Readiness,
+    jwt: JwtConfig,
+    clock: Arc<dyn Clock>,
+    signals: &shutdown::Signals,
+) {
     tokio::spawn(readiness::watch(readiness, signals.begin_rx.clone()));
     if let Some(key_ring) = jwt.key_ring {
         background::spawn_jwks_reload(key_ring, jwt.reload_interval, signals.begin_rx.clone());
+    }
+    if let Some(remote_keys) = jwt.remote_keys {
+        background::spawn_jwks_url_refresh(remote_keys, clock, signals.begin_rx.clone());
     }
 }
 
@@ -227,7 +236,7 @@ pub async fn start(
     )?;
     // The metrics paths first; every other path is the REST face's (which
     // answers 404 or 405 itself).
-    let http_router = metrics_router(&core, failed_auth, clock).fallback_service(
+    let http_router = metrics_router(&core, failed_auth, clock.clone()).fallback_service(
         axum::Router::new()
             .fallback(rest::serve::handle::<SeaStore>)
             .with_state(rest_state),
@@ -242,8 +251,10 @@ pub async fn start(
         schema_ready,
         interval: config.health_check_interval,
         ping_timeout: config.database.acquire_timeout,
+        remote_keys: config.jwt.remote_keys.clone(),
+        metrics: core.metrics.clone(),
     };
-    spawn_watchers(readiness, config.jwt, &signals);
+    spawn_watchers(readiness, config.jwt, clock, &signals);
     let shutdown = signals.begin_tx.clone();
     let drain = shutdown::Drain {
         reporter,

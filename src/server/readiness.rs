@@ -1,6 +1,9 @@
 //! Readiness follows the database: migrate until it succeeds (then hand the
 //! core the page-token key the migrations stored), then ping every interval
-//! and flip the readiness service. Liveness is not touched here.
+//! and flip the readiness service, and the `tokend_ready` gauge with it.
+//! With a JWKS URL, readiness also waits for the first key loaded from it;
+//! after that, a provider outage never makes tokend unready (the last good
+//! keys keep working). Liveness is not touched here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +13,8 @@ use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 
 use crate::domain::TokenLifecycle;
+use crate::identity::RemoteKeyRing;
+use crate::metrics::Metrics;
 use crate::server::{READINESS_SERVICE, set_status};
 use crate::store::SeaStore;
 
@@ -22,6 +27,10 @@ pub(super) struct Readiness {
     pub schema_ready: Arc<AtomicBool>,
     pub interval: Duration,
     pub ping_timeout: Duration,
+    /// The JWKS URL's keys, if one is configured.
+    pub remote_keys: Option<Arc<RemoteKeyRing>>,
+    /// Where the `tokend_ready` gauge lives.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Migrates (until it succeeds) and keeps readiness in step with the
@@ -34,19 +43,30 @@ pub(super) async fn watch(readiness: Readiness, mut shutdown: watch::Receiver<bo
         if !readiness.schema_ready.load(Ordering::Acquire) {
             readiness.migrate(&mut migration_failures).await;
         }
-        let healthy = readiness.schema_ready.load(Ordering::Acquire) && readiness.ping().await;
+        let database = readiness.schema_ready.load(Ordering::Acquire) && readiness.ping().await;
+        let keys = readiness
+            .remote_keys
+            .as_ref()
+            .is_none_or(|ring| ring.ever_loaded());
+        let healthy = database && keys;
         if healthy != ready && !*shutdown.borrow() {
             ready = healthy;
             set_status(&readiness.reporter, READINESS_SERVICE, ready).await;
+            readiness.metrics.set_ready(ready);
             if ready {
                 tracing::info!("ready: database reachable");
             } else {
+                // Only the database takes readiness away: keys from the
+                // JWKS URL, once loaded, are never unloaded.
                 tracing::warn!("not ready: database unreachable");
             }
         }
         tokio::select! {
             () = tokio::time::sleep(readiness.interval) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                readiness.metrics.set_ready(false);
+                return;
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ mod filters_and_scopes;
 mod hardening;
 mod http_client;
 mod identity;
+mod jwks_url;
 mod lifecycle;
 mod listener_limits;
 mod metrics;

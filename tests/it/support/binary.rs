@@ -41,6 +41,7 @@ pub fn tokend_command(args: &[&str], dir: &Path) -> Command {
         "TOKEND_DATA_DIR",
         "TOKEND_JWT_HS256_SECRET",
         "TOKEND_JWT_JWKS_FILE",
+        "TOKEND_JWT_JWKS_URL",
         "TOKEND_JWT_ISSUER",
         "TOKEND_JWT_AUDIENCE",
     ] {
