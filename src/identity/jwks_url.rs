@@ -34,6 +34,9 @@ pub const MAX_REFRESH: Duration = Duration::from_secs(3600);
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 /// At most one fetch triggered by an unknown `kid` per this long.
 pub const UNKNOWN_KID_THROTTLE: Duration = Duration::from_secs(10);
+/// Longest a call whose JWT names an unknown `kid` waits for the refresh it
+/// asked for (or the one already under way) before it is verified again.
+pub const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
 /// After a failed fetch, the next attempt comes this much later.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 /// Largest JWKS body read; a provider's set is a few KiB.
@@ -165,6 +168,27 @@ pub struct RemoteKeyRing {
     generation: AtomicU64,
     loaded: AtomicBool,
     unknown_kid: Notify,
+    /// Counts the fetcher's answers to refresh requests: each completed
+    /// fetch (good or not) and each request the throttle declined.
+    answers: watch::Sender<u64>,
+}
+
+/// A refresh asked for by a JWT with an unknown `kid`: awaiting it waits for
+/// the fetcher's next answer, bounded by [`UNKNOWN_KID_WAIT`].
+#[derive(Debug)]
+pub struct PendingRefresh {
+    answers: watch::Receiver<u64>,
+}
+
+impl PendingRefresh {
+    /// Resolves once the fetcher answered (a fetch completed, good or not,
+    /// or the throttle declined), or after `bound`, or if the fetcher is
+    /// gone. Never holds a lock while waiting.
+    pub async fn answered_within(mut self, bound: Duration) {
+        // Timeout and a stopped fetcher both mean: verify again with what is
+        // held now.
+        let _answered = tokio::time::timeout(bound, self.answers.changed()).await;
+    }
 }
 
 impl std::fmt::Debug for RemoteKeyRing {
@@ -214,6 +238,7 @@ impl RemoteKeyRing {
             generation: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
             unknown_kid: Notify::new(),
+            answers: watch::Sender::new(0),
         })
     }
 
@@ -226,6 +251,21 @@ impl RemoteKeyRing {
     /// Requests coalesce (one stored wake-up), so this never queues work.
     pub fn request_refresh(&self) {
         self.unknown_kid.notify_one();
+    }
+
+    /// Like [`Self::request_refresh`], and returns what to await for the
+    /// fetcher's answer. The receiver is taken before the request, so an
+    /// answer cannot slip between them.
+    pub fn request_refresh_and_watch(&self) -> PendingRefresh {
+        let mut answers = self.answers.subscribe();
+        answers.borrow_and_update();
+        self.unknown_kid.notify_one();
+        PendingRefresh { answers }
+    }
+
+    fn answered(&self) {
+        self.answers
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// Whether a key was ever loaded from the URL (readiness).
@@ -255,6 +295,8 @@ impl RemoteKeyRing {
                         (now - at).to_std().unwrap_or(UNKNOWN_KID_THROTTLE) < UNKNOWN_KID_THROTTLE
                     });
                     if throttled {
+                        // Waiting callers are refused now, not after the bound.
+                        self.answered();
                         continue;
                     }
                 }
@@ -262,6 +304,7 @@ impl RemoteKeyRing {
             }
             last_fetch = Some(clock.now());
             let wait = self.refresh().await;
+            self.answered();
             next = tokio::time::Instant::now() + wait;
         }
     }

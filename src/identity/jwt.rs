@@ -7,8 +7,10 @@
 //! `kid` may use the HS secret, so an attacker cannot steer a token meant for
 //! the key ring onto the shared secret (or the other way round). The key ring
 //! is the JWKS file's keys, then the JWKS URL's; a `kid` neither holds asks
-//! the URL's fetcher for a refresh (throttled there) and is refused now. `exp` and `nbf` are checked
-//! here against the injected `now` with a 60 s leeway; `iss`/`aud`, when
+//! the URL's fetcher for a refresh (throttled there), and
+//! [`JwtVerifier::verify_or_refresh`] hands the caller what to await before
+//! verifying once more (bounded by [`UNKNOWN_KID_WAIT`]). `exp` and `nbf` are
+//! checked here against the injected `now` with a 60 s leeway; `iss`/`aud`, when
 //! configured, are required and checked.
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,10 +19,11 @@ use std::sync::{Arc, Mutex};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Caller;
 use crate::domain::error::CallerRejection;
 use crate::domain::validation::is_control_or_format;
+use crate::domain::{Caller, Clock};
 use crate::identity::jwks::VerificationKey;
+use crate::identity::jwks_url::{PendingRefresh, UNKNOWN_KID_WAIT};
 use crate::identity::{HsSecret, KeyRing, RemoteKeyRing};
 
 /// Leeway for `exp` and `nbf`, in seconds.
@@ -59,6 +62,16 @@ struct Verified {
     exp: i64,
     nbf: Option<i64>,
     key_generation: u64,
+}
+
+/// Why [`JwtVerifier::verify_or_refresh`] did not verify a JWT now.
+#[derive(Debug)]
+pub enum Unverified {
+    /// Refused for good.
+    Refused(CallerRejection),
+    /// It names a `kid` no ring holds and a JWKS URL may bring it: await the
+    /// refresh, then [`JwtVerifier::verify`] once more.
+    KeyUnknown(PendingRefresh),
 }
 
 /// Verifies bearer JWTs.
@@ -119,20 +132,18 @@ impl JwtVerifier {
     }
 
     /// The key `kid` names in the file's ring, else in the URL's; a miss asks
-    /// the URL's fetcher for a refresh, so a key the provider just rotated in
-    /// is found on a later call.
-    fn key_for(&self, kid: &str) -> Option<VerificationKey> {
+    /// the URL's fetcher for a refresh and returns what to await for it.
+    fn key_for(&self, kid: &str) -> Result<VerificationKey, Unverified> {
         let found = self
             .key_ring
             .as_ref()
             .and_then(|ring| ring.get(kid))
             .or_else(|| self.remote_keys.as_ref().and_then(|ring| ring.get(kid)));
-        if found.is_none()
-            && let Some(remote) = &self.remote_keys
-        {
-            remote.request_refresh();
+        match (found, &self.remote_keys) {
+            (Some(key), _) => Ok(key),
+            (None, Some(remote)) => Err(Unverified::KeyUnknown(remote.request_refresh_and_watch())),
+            (None, None) => Err(Unverified::Refused(CallerRejection::Invalid)),
         }
-        found
     }
 
     /// Checks the time-dependent claims against `now`, with the leeway.
@@ -175,13 +186,14 @@ impl JwtVerifier {
     /// Verifies `jwt` at `now` (Unix seconds) and makes the caller. A JWT
     /// verified before with the same keys skips the signature check; `exp`
     /// and `nbf` are checked on every call. The caller is shared (`Arc`) so
-    /// that a cache hit allocates nothing.
-    pub fn verify(&self, jwt: &str, now: i64) -> Result<Arc<Caller>, CallerRejection> {
+    /// that a cache hit allocates nothing. A `kid` no ring holds is
+    /// [`Unverified::KeyUnknown`] when a JWKS URL may bring it.
+    pub fn verify_or_refresh(&self, jwt: &str, now: i64) -> Result<Arc<Caller>, Unverified> {
         if jwt.is_empty() {
-            return Err(CallerRejection::Missing);
+            return Err(Unverified::Refused(CallerRejection::Missing));
         }
         if jwt.len() > MAX_JWT_LEN {
-            return Err(CallerRejection::Invalid);
+            return Err(Unverified::Refused(CallerRejection::Invalid));
         }
         let generation = self.key_generation();
         let cached = self
@@ -206,8 +218,31 @@ impl JwtVerifier {
                 verified
             }
         };
-        Self::check_times(verified.exp, verified.nbf, now)?;
+        Self::check_times(verified.exp, verified.nbf, now).map_err(Unverified::Refused)?;
         Ok(verified.caller)
+    }
+
+    /// [`Self::verify_or_refresh`] without waiting: an unknown `kid` is
+    /// refused now (its refresh is still requested).
+    pub fn verify(&self, jwt: &str, now: i64) -> Result<Arc<Caller>, CallerRejection> {
+        self.verify_or_refresh(jwt, now)
+            .map_err(|unverified| match unverified {
+                Unverified::Refused(rejection) => rejection,
+                Unverified::KeyUnknown(_) => CallerRejection::Invalid,
+            })
+    }
+
+    /// After [`Unverified::KeyUnknown`]: waits for the fetcher's answer (at
+    /// most [`UNKNOWN_KID_WAIT`]), then verifies once more at `clock`'s
+    /// time, without waiting again.
+    pub async fn verify_after_refresh(
+        &self,
+        jwt: &str,
+        pending: PendingRefresh,
+        clock: &dyn Clock,
+    ) -> Result<Arc<Caller>, CallerRejection> {
+        pending.answered_within(UNKNOWN_KID_WAIT).await;
+        self.verify(jwt, clock.now().timestamp())
     }
 
     /// The expensive part of [`Self::verify`]: header, key, signature and
@@ -216,20 +251,32 @@ impl JwtVerifier {
         &self,
         jwt: &str,
         key_generation: u64,
-    ) -> Result<Verified, CallerRejection> {
-        let header = jsonwebtoken::decode_header(jwt).map_err(|_| CallerRejection::Invalid)?;
+    ) -> Result<Verified, Unverified> {
+        let header = jsonwebtoken::decode_header(jwt)
+            .map_err(|_| Unverified::Refused(CallerRejection::Invalid))?;
         let (key, algorithms) = match (header.kid.as_deref(), &self.hs_secret) {
             (Some(kid), _) => {
-                let verification = self.key_for(kid).ok_or(CallerRejection::Invalid)?;
+                let verification = self.key_for(kid)?;
                 (verification.key, vec![verification.algorithm])
             }
             (None, Some(secret)) => (
                 secret.clone(),
                 vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
             ),
-            (None, None) => return Err(CallerRejection::Invalid),
+            (None, None) => return Err(Unverified::Refused(CallerRejection::Invalid)),
         };
-        let data = jsonwebtoken::decode::<Claims>(jwt, &key, &self.validation(algorithms))
+        Self::verify_claims(jwt, &key, &self.validation(algorithms), key_generation)
+            .map_err(Unverified::Refused)
+    }
+
+    /// The signature and every claim but the times, with `key`.
+    fn verify_claims(
+        jwt: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+        key_generation: u64,
+    ) -> Result<Verified, CallerRejection> {
+        let data = jsonwebtoken::decode::<Claims>(jwt, key, validation)
             .map_err(|_| CallerRejection::Invalid)?;
         let claims = data.claims;
         let as_seconds = |value: f64| value.is_finite().then_some(value as i64);

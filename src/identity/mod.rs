@@ -12,8 +12,8 @@ pub mod secret_file;
 
 pub use hs_secret::{HsSecret, HsSecretTooShort};
 pub use jwks::{JwksError, KeyRing};
-pub use jwks_url::{JwksUrl, RemoteKeyRing};
-pub use jwt::{JwtVerifier, MintRequest, mint_hs256};
+pub use jwks_url::{JwksUrl, PendingRefresh, RemoteKeyRing, UNKNOWN_KID_WAIT};
+pub use jwt::{JwtVerifier, MintRequest, Unverified, mint_hs256};
 
 /// The token of an `authorization: Bearer <token>` value (scheme matched
 /// case-insensitively), for the gRPC interceptor and the metrics endpoint

@@ -29,7 +29,7 @@ use crate::domain::request::{AuthenticateInput, RevokeBySecretInput, RevokeInput
 use crate::domain::validation::MAX_REPORTED_VIOLATIONS;
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::{convert, proto};
-use crate::identity::{JwtVerifier, bearer_token};
+use crate::identity::{JwtVerifier, Unverified, bearer_token};
 use crate::metrics::Metrics;
 use crate::request_id;
 use crate::rest::RestApi;
@@ -126,7 +126,7 @@ pub async fn handle<R: TokenRepository>(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(address)| address.ip());
-        let caller = match admit(&state, request.headers(), peer) {
+        let caller = match admit(&state, request.headers(), peer).await {
             Ok(caller) => caller,
             Err(error) => return failure(format, &error, &request_id),
         };
@@ -183,8 +183,9 @@ fn invalid(location: &str, message: &str) -> ServiceError {
 
 /// The gRPC interceptor's admission, over HTTP headers: the schema is
 /// ready, the peer is within its failed-auth budget, the JWT verifies, the
-/// caller is within its rate.
-fn admit<R>(
+/// caller is within its rate. A JWT naming a `kid` no ring holds waits
+/// (bounded) for the refresh it asked for, then is verified once more.
+async fn admit<R>(
     state: &RestState<R>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
@@ -213,7 +214,19 @@ fn admit<R>(
         .and_then(bearer_token);
     let verified = match presented {
         None => Err(CallerRejection::Missing),
-        Some(jwt) => state.verifier.verify(jwt, state.clock.now().timestamp()),
+        Some(jwt) => match state
+            .verifier
+            .verify_or_refresh(jwt, state.clock.now().timestamp())
+        {
+            Ok(caller) => Ok(caller),
+            Err(Unverified::Refused(rejection)) => Err(rejection),
+            Err(Unverified::KeyUnknown(pending)) => {
+                state
+                    .verifier
+                    .verify_after_refresh(jwt, pending, state.clock.as_ref())
+                    .await
+            }
+        },
     };
     match verified {
         Ok(caller) => {
