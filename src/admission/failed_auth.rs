@@ -120,6 +120,23 @@ impl Attempt<'_> {
             limiter.refund(peer);
         }
     }
+
+    /// The same attempt without the borrow, to carry across an await (a JWT
+    /// waiting for its key); [`FailedAuthLimiter::refund_held`] gives it
+    /// back.
+    pub fn hold(self) -> HeldAttempt {
+        HeldAttempt {
+            peer: self.spent.map(|(_, peer)| peer),
+        }
+    }
+}
+
+/// An [`Attempt`] carried across an await. Dropped, the failure stays spent.
+#[derive(Debug)]
+#[must_use = "dropping an attempt counts it as a failed authentication"]
+pub struct HeldAttempt {
+    /// `None` when nothing was spent.
+    peer: Option<Peer>,
 }
 
 impl FailedAuthLimiter {
@@ -182,6 +199,13 @@ impl FailedAuthLimiter {
         Ok(Attempt {
             spent: Some((self, peer)),
         })
+    }
+
+    /// [`Attempt::refund`] for a held attempt.
+    pub fn refund_held(&self, held: HeldAttempt) {
+        if let Some(peer) = held.peer {
+            self.refund(peer);
+        }
     }
 
     fn refund(&self, peer: Peer) {

@@ -1,4 +1,4 @@
-//! The gRPC listener: TokenService behind its JWT interceptor, health,
+//! The gRPC listener: TokenService behind its JWT check, health,
 //! reflection (v1 and v1alpha), the request-context layer and the limits.
 
 use std::future::Future;
@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::{Health, HealthServer};
@@ -82,17 +81,15 @@ pub(super) fn serve<H: Health>(
         token_service.clock.clone(),
         token_service.metrics,
     );
-    let intercepted = InterceptedService::new(
-        TokenServiceServer::new(api).max_decoding_message_size(limits.max_message_size),
-        AuthInterceptor::new(
-            token_service.verifier,
-            token_service.clock,
-            token_service.schema_ready,
-            token_service.callers,
-            token_service.failed_auth,
-        ),
-    );
-    services.add(intercepted, proto::FILE_DESCRIPTOR_SET)?;
+    let authenticated = AuthInterceptor::new(
+        token_service.verifier,
+        token_service.clock,
+        token_service.schema_ready,
+        token_service.callers,
+        token_service.failed_auth,
+    )
+    .around(TokenServiceServer::new(api).max_decoding_message_size(limits.max_message_size));
+    services.add(authenticated, proto::FILE_DESCRIPTOR_SET)?;
     let GrpcServices { routes, methods } = services;
     Ok(Server::builder()
         .timeout(limits.request_timeout)
