@@ -468,6 +468,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_pending_refresh_waits_for_the_next_answer_or_the_bound()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let ring = RemoteKeyRing::new(JwksUrl::parse("http://127.0.0.1:1/jwks")?)?;
+        ring.answered();
+        // An answer given before the request does not count.
+        let pending = ring.request_refresh_and_watch();
+        let bound = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        pending.answered_within(bound).await;
+        assert!(started.elapsed() >= bound, "no answer: waits the bound");
+
+        let pending = ring.request_refresh_and_watch();
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ring.answered();
+        };
+        let started = std::time::Instant::now();
+        tokio::join!(pending.answered_within(Duration::from_secs(5)), answer);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the next answer ends the wait"
+        );
+
+        // Two callers waiting for the same refresh are both let go by it.
+        let (first, second) = (
+            ring.request_refresh_and_watch(),
+            ring.request_refresh_and_watch(),
+        );
+        ring.answered();
+        let started = std::time::Instant::now();
+        first.answered_within(Duration::from_secs(5)).await;
+        second.answered_within(Duration::from_secs(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        Ok(())
+    }
+
     #[test]
     fn garbage_keeps_the_last_good_keys_and_a_good_set_replaces_them()
     -> Result<(), Box<dyn std::error::Error>> {

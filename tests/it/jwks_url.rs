@@ -2,7 +2,8 @@
 //! server whose JWKS, status and body the test controls and whose requests
 //! it counts: the keys are fetched at start, a rotated-in `kid` is fetched
 //! at once (at most once per 10 s on the server's clock, one fetch for any
-//! number of concurrent JWTs), a dropped `kid` is refused after the refresh,
+//! number of concurrent JWTs) and the call that named it waits for that
+//! fetch (at most 2 s), on gRPC and REST alike, a dropped `kid` is refused after the refresh,
 //! an outage or a garbage answer keeps the last good keys, and readiness
 //! (with the `tokend_ready` gauge) waits for the first key, then never
 //! drops for the provider.
@@ -37,7 +38,13 @@ enum Answer {
     Unavailable,
     /// 200 with a body that is not a JWKS.
     Garbage,
+    /// 503 after [`STALL`]: a provider too slow for a waiting call.
+    Stall,
 }
+
+/// How long a stalling provider takes to answer: longer than a call waits
+/// for a refresh.
+const STALL: Duration = Duration::from_secs(4);
 
 /// The identity provider: one route serving the current [`Answer`].
 struct Provider {
@@ -80,6 +87,10 @@ async fn jwks(State(state): State<ProviderState>) -> Response {
         }
         Answer::Unavailable => {
             (http::StatusCode::SERVICE_UNAVAILABLE, "maintenance").into_response()
+        }
+        Answer::Stall => {
+            tokio::time::sleep(STALL).await;
+            (http::StatusCode::SERVICE_UNAVAILABLE, "slow").into_response()
         }
         Answer::Garbage => (
             [("content-type", "text/html")],
@@ -159,6 +170,22 @@ fn jwt(server: &TestServer, kid: &str, key: &Ed25519KeyPair, sub: &str) -> Strin
     format!("{input}.{}", b64(signature.as_ref()))
 }
 
+/// Whether the REST face accepts `jwt` (401 otherwise).
+async fn accepted_over_rest(server: &TestServer, jwt: &str) -> bool {
+    let bearer = format!("Bearer {jwt}");
+    let response = get(
+        server.http_addr,
+        "/v1/tokens",
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    match response.status {
+        200 => true,
+        401 => false,
+        other => panic!("REST answered {other}: {}", response.body),
+    }
+}
+
 async fn accepted(server: &TestServer, jwt: &str) -> bool {
     match server
         .client()
@@ -173,9 +200,9 @@ async fn accepted(server: &TestServer, jwt: &str) -> bool {
     }
 }
 
-/// Calls with `jwt` until it is accepted (bounded): the first call with a
-/// rotated-in `kid` is refused and asks for the refresh that lets the next
-/// one in.
+/// Calls with `jwt` until it is accepted (bounded): a server not ready yet
+/// refuses with UNAVAILABLE, and one whose provider was down may still be
+/// waiting out its retry.
 async fn eventually_accepted(server: &TestServer, jwt: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -250,13 +277,77 @@ async fn a_rotated_in_kid_is_fetched_at_once_and_a_dropped_kid_is_refused_after(
     provider.answer(Answer::Keys(vec![("k2", k2.clone())]));
     past_the_throttle(&server);
     let new = jwt(&server, "k2", &k2, "svc");
-    eventually_accepted(&server, &new).await;
+    assert!(
+        accepted(&server, &new).await,
+        "the first call with the rotated-in kid waits for the refresh it asked for"
+    );
     assert_eq!(provider.requests(), 2, "one refresh, not the max-age's");
     assert!(
         !accepted(&server, &old).await,
         "k1 left the provider's set: a JWT verified before is refused now"
     );
     assert!(!accepted(&server, &jwt(&server, "k1", &k1, "other")).await);
+
+    // The same over REST.
+    let k3 = key();
+    provider.answer(Answer::Keys(vec![("k3", k3.clone())]));
+    past_the_throttle(&server);
+    assert!(
+        accepted_over_rest(&server, &jwt(&server, "k3", &k3, "svc")).await,
+        "the first REST call with the rotated-in kid waits for the refresh"
+    );
+    assert!(!accepted_over_rest(&server, &new).await, "k2 left the set");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A `kid` the provider does not have either is refused once the fetch
+/// answered, or, when the provider is slower than that, after the 2 s wait.
+async fn an_unknown_kid_is_refused_after_at_most_two_seconds(backend: Backend) -> TestResult {
+    let k1 = key();
+    let provider = Provider::start(Answer::Keys(vec![("k1", k1.clone())])).await;
+    let server = start(backend, &provider).await;
+    let stranger = key();
+    let unknown = |kid: &str| jwt(&server, kid, &stranger, "svc");
+
+    past_the_throttle(&server);
+    let started = Instant::now();
+    assert!(!accepted(&server, &unknown("nope-1")).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fetch answered"
+    );
+    assert_eq!(provider.requests(), 2);
+
+    provider.answer(Answer::Stall);
+    past_the_throttle(&server);
+    let started = Instant::now();
+    assert!(!accepted(&server, &unknown("nope-2")).await);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(3),
+        "waited {waited:?} for a stalled provider"
+    );
+    // The fetch is still under way: a REST call waits for it, as long.
+    let started = Instant::now();
+    assert!(!accepted_over_rest(&server, &unknown("nope-3")).await);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited {waited:?} for a stalled provider over REST"
+    );
+    assert_eq!(provider.requests(), 3, "one fetch for both");
+    // Within the throttle a call does not wait for anything.
+    provider.answer(Answer::Keys(vec![("k1", k1.clone())]));
+    tokio::time::sleep(STALL).await;
+    let started = Instant::now();
+    assert!(!accepted(&server, &unknown("nope-4")).await);
+    assert!(!accepted_over_rest(&server, &unknown("nope-5")).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "throttled: refused at once"
+    );
+    assert_eq!(provider.requests(), 3);
     server.shutdown().await;
     Ok(())
 }
@@ -394,6 +485,7 @@ async fn readiness_waits_for_the_first_key_then_ignores_the_provider(
 crate::backend_tests!(
     a_jwt_signed_by_the_providers_key_is_accepted,
     a_rotated_in_kid_is_fetched_at_once_and_a_dropped_kid_is_refused_after,
+    an_unknown_kid_is_refused_after_at_most_two_seconds,
     unknown_kids_fetch_at_most_once_per_ten_seconds,
     an_outage_or_a_garbage_answer_keeps_the_last_good_keys,
     readiness_waits_for_the_first_key_then_ignores_the_provider,
