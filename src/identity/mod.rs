@@ -1,6 +1,6 @@
 //! Caller identity: verifying the bearer JWT into a [`Caller`], minting
 //! development JWTs, and the zero-config HS256 secret file. No tonic here: the
-//! gRPC interceptor calls [`JwtVerifier::verify`].
+//! gRPC JWT check and the REST face call [`JwtVerifier::verify_or_refresh`].
 //!
 //! [`Caller`]: crate::domain::Caller
 

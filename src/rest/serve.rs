@@ -181,7 +181,7 @@ fn invalid(location: &str, message: &str) -> ServiceError {
     )))
 }
 
-/// The gRPC interceptor's admission, over HTTP headers: the schema is
+/// The gRPC JWT check's admission, over HTTP headers: the schema is
 /// ready, the peer is within its failed-auth budget, the JWT verifies, the
 /// caller is within its rate. A JWT naming a `kid` no ring holds waits
 /// (bounded) for the refresh it asked for, then is verified once more.
