@@ -51,7 +51,7 @@ pub struct AuthInterceptor {
 }
 
 impl AuthInterceptor {
-    /// An interceptor using `verifier` at `clock`'s time. Until
+    /// The JWT check using `verifier` at `clock`'s time. Until
     /// `schema_ready` is set (migrations applied), calls are refused with
     /// UNAVAILABLE instead of reaching tables that do not exist yet.
     /// `failed_auth` counts each peer's bad or missing JWTs.
@@ -80,7 +80,7 @@ impl AuthInterceptor {
     }
 }
 
-/// The request id a handler or interceptor reports in errors.
+/// The request id a handler or the JWT check reports in errors.
 pub fn request_id_of<T>(request: &Request<T>) -> String {
     request_id_in(request.extensions())
 }

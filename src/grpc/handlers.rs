@@ -66,7 +66,7 @@ impl CallContext {
                 caller: caller.clone(),
                 request_id,
             }),
-            // The interceptor always sets it; reaching this is a wiring bug.
+            // The JWT check always sets it; reaching this is a wiring bug.
             None => Err(to_status(
                 &ServiceError::Internal("caller missing from request extensions".into()),
                 &request_id,

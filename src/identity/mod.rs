@@ -16,7 +16,7 @@ pub use jwks_url::{JwksUrl, PendingRefresh, RemoteKeyRing, UNKNOWN_KID_WAIT};
 pub use jwt::{JwtVerifier, MintRequest, Unverified, mint_hs256};
 
 /// The token of an `authorization: Bearer <token>` value (scheme matched
-/// case-insensitively), for the gRPC interceptor and the metrics endpoint
+/// case-insensitively), for the gRPC JWT check, the REST face and the metrics endpoint
 /// alike.
 pub fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.split_once(' ')?;

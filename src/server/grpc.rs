@@ -53,7 +53,7 @@ impl GrpcServices {
     }
 }
 
-/// What TokenService's handlers and interceptor need.
+/// What TokenService's handlers and JWT check need.
 pub(super) struct TokenServiceParts {
     pub lifecycle: Arc<TokenLifecycle<SeaStore>>,
     pub clock: Arc<dyn Clock>,

@@ -1,5 +1,5 @@
 //! Wiring: the store, the core, identity, the gRPC server (TokenService with
-//! its interceptor, health, reflection), the HTTP listener (metrics and the
+//! its JWT check, health, reflection), the HTTP listener (metrics and the
 //! REST face), readiness and
 //! bounded graceful shutdown. Everything here is given a checked
 //! [`ServerConfig`]; no setting is checked here.

@@ -23,7 +23,7 @@ pub(super) struct Readiness {
     pub store: SeaStore,
     pub lifecycle: Arc<TokenLifecycle<SeaStore>>,
     pub reporter: HealthReporter,
-    /// Set once migrations ran; the JWT interceptor refuses calls until then.
+    /// Set once migrations ran; the JWT check refuses calls until then.
     pub schema_ready: Arc<AtomicBool>,
     pub interval: Duration,
     pub ping_timeout: Duration,
