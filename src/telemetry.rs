@@ -105,7 +105,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Sends the spans still queued, waiting at most `within` (at least
-    /// [`MIN_FLUSH`]); spans of calls still running are lost.
+    /// `MIN_FLUSH`); spans of calls still running are lost.
     pub async fn shutdown(self, within: Duration) {
         let Some(provider) = self.provider else {
             return;

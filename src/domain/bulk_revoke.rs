@@ -1,6 +1,6 @@
 //! RevokeTokens: revoke every active token of the caller's organisation
 //! that matches the given selectors, at most
-//! [`MAX_REVOKED_PER_CALL`](crate::domain::request::MAX_REVOKED_PER_CALL)
+//! [`MAX_REVOKED_PER_CALL`]
 //! per call.
 
 use crate::domain::audit::AuditContext;

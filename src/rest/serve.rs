@@ -3,7 +3,7 @@
 //! budget, the bearer JWT, the per-caller rate limit), decoded into its RPC's
 //! request message, converted with the gRPC face's conversions into the
 //! core's input, and answered in its route's wire format. Errors become the
-//! face-neutral [`Problem`] and then the route's envelope ([`envelope`]).
+//! face-neutral [`Problem`] and then the route's envelope ([`envelope`](crate::rest::envelope)).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
