@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}").into())
 }
 
-fn to_token(row: token::Model) -> Result<Token, StoreError> {
+pub(crate) fn to_token(row: token::Model) -> Result<Token, StoreError> {
     Ok(Token {
         id: row.id,
         token_id: Uuid::try_parse(&row.token_id).map_err(|_| corrupt("tokens.token_id"))?,
@@ -114,7 +114,7 @@ fn audit_row(
 // instructions (docs/benchmarks.md). A unique key returns at most one row.
 
 /// The condition naming `target` within `org_id` (revoked or not).
-fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
+pub(crate) fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
     let base = Condition::all()
         .add(token::Column::OrgId.eq(org_id))
         .add(token::Column::Kind.eq(target.kind().as_str()));
@@ -189,6 +189,27 @@ fn name_prefix_condition(prefix: &str) -> Condition {
     Condition::all().add(ExprTrait::eq(Expr::expr(head), prefix))
 }
 
+/// What a revoke that matched no active token answers: the most recently
+/// revoked token of that name (names can be reused after a revoke),
+/// idempotently, or `NotFound`.
+async fn latest_of_target(
+    db: &impl ConnectionTrait,
+    org_id: &str,
+    target: &RevokeTarget,
+) -> Result<RevokeOutcome, StoreError> {
+    let existing = token::Entity::find()
+        .filter(target_condition(org_id, target))
+        .order_by_desc(token::Column::RevokedAt)
+        .order_by_desc(token::Column::Id)
+        .one(db)
+        .await
+        .map_err(classify)?;
+    match existing {
+        Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
+        None => Ok(RevokeOutcome::NotFound),
+    }
+}
+
 impl SeaStore {
     /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the
     /// write lock up front, so concurrent writers queue on the busy timeout
@@ -207,6 +228,9 @@ impl SeaStore {
 
 impl TokenRepository for SeaStore {
     async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
+        if self.backend() == DbBackend::Postgres {
+            return self.create_in_one_statement(new, audit).await;
+        }
         let txn = self.begin_write().await?;
         let row = new_token_row(new).insert(&txn).await.map_err(classify)?;
         let token = to_token(row)?;
@@ -293,6 +317,17 @@ impl TokenRepository for SeaStore {
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<RevokeOutcome, StoreError> {
+        if self.backend() == DbBackend::Postgres {
+            return match self
+                .revoke_in_one_statement(org_id, target, revocation, audit)
+                .await?
+            {
+                Some(token) => Ok(RevokeOutcome::Revoked(token)),
+                // A statement of its own, after the update: it sees the
+                // revoke that a concurrent caller committed first.
+                None => latest_of_target(self.connection(), org_id, target).await,
+            };
+        }
         let txn = self.begin_write().await?;
         // `revoked_at IS NULL` in the UPDATE itself makes concurrent revokes
         // race safely: PostgreSQL re-checks it after the first writer commits
@@ -327,32 +362,14 @@ impl TokenRepository for SeaStore {
             txn.commit().await.map_err(classify)?;
             return Ok(RevokeOutcome::Revoked(token));
         }
-        // Nothing active matched: the most recently revoked token of that name
-        // (names can be reused after a revoke) answers idempotently.
-        let existing = token::Entity::find()
-            .filter(target_condition(org_id, target))
-            .order_by_desc(token::Column::RevokedAt)
-            .order_by_desc(token::Column::Id)
-            .one(&txn)
-            .await
-            .map_err(classify)?;
+        let outcome = latest_of_target(&txn, org_id, target).await?;
         txn.commit().await.map_err(classify)?;
-        match existing {
-            Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
-            None => Ok(RevokeOutcome::NotFound),
-        }
+        Ok(outcome)
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
-        token::Entity::find()
-            .filter(token::Column::SecretHash.eq(hash.as_bytes().to_vec()))
-            .all(self.connection())
-            .await
-            .map_err(classify)?
-            .into_iter()
-            .next()
-            .map(to_token)
-            .transpose()
+        // Coalesced with concurrent lookups, never cached: lookup_batch.rs.
+        self.lookups.find(hash).await
     }
 
     async fn touch_last_used(

@@ -18,6 +18,7 @@ mod dashboards;
 mod data_folder;
 mod errors;
 mod filters_and_scopes;
+mod freshness;
 mod hardening;
 mod http_client;
 mod identity;
