@@ -14,18 +14,22 @@
 #   health-64x1     Health/Check, 64 h2load processes x 1 stream
 #   auth-64x1       AuthenticateToken, 64 processes x 1 stream, 64 DISTINCT
 #                   hit secrets (no batch ever holds a secret twice)
+#   auth-64x1-one   the same with ONE secret: what a repeated secret flatters
 #   health-1, auth-1  one call in flight (latency of a lone call)
 #
 # Latency percentiles come from h2load's per-request log (--log-file),
 # counting only requests started after the warm-up. h2load counts HTTP
 # 200s, and a gRPC error is a 200 too, so the server's
 # tokend_grpc_requests_total{method,code} is read before and after each run:
-# every run must show code="Ok" only. Afterwards the tool runs its own
+# every run must show code="Ok" only (at the end of a timed run h2load
+# abandons the calls still in flight, at most 64; the server may count
+# those as "Unknown"). Afterwards the tool runs its own
 # (tonic) workloads on the same server (WORKLOADS), and on PostgreSQL
 # pgbench on the same database.
 #
 # Needs: h2load (apt-get install -y nghttp2-client), python3, curl, and
-# pgbench for PostgreSQL. BUILD=0 skips `cargo build --release --workspace`.
+# pgbench for PostgreSQL. BUILD=0 skips `cargo build --release --workspace`;
+# TOOL=path/to/tokend-load runs another build (e.g. a copy of the binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,12 +38,15 @@ TOKENS=${TOKENS:-1000000}
 WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-10}
 BUILD=${BUILD:-1}
+# The load tool; it starts the `tokend` next to it (or $TOKEND_BIN).
+TOOL=${TOOL:-${CARGO_TARGET_DIR:-target}/release/tokend-load}
 if [ "$BACKEND" = postgres ]; then
   WORKLOADS=${WORKLOADS:-health,auth-hit,revoke-scrape,revoke-pat,create}
 else
   WORKLOADS=${WORKLOADS:-health,auth-hit,revoke-scrape}
 fi
-RUNS=(health-4x16 auth-4x16 health-64x1 auth-64x1 health-1 auth-1)
+# RUNS="health-1 auth-1" (space-separated) runs a subset.
+read -r -a RUNS <<<"${RUNS:-health-4x16 auth-4x16 health-64x1 auth-64x1 auth-64x1-one health-1 auth-1}"
 
 work=$(mktemp -d)
 keep_work=${KEEP_WORK:-0}
@@ -49,8 +56,9 @@ pause=$(((WARMUP + DURATION + 4) * ${#RUNS[@]} + 10))
 if [ "$BUILD" = 1 ]; then
   cargo build --release --workspace # tokend and tokend-load, side by side
 fi
-"${CARGO_TARGET_DIR:-target}/release/tokend-load" --backend "$BACKEND" --tokens "$TOKENS" \
+"$TOOL" --backend "$BACKEND" --tokens "$TOKENS" \
   --export "$work/env" --pause "${pause}s" --workloads "$WORKLOADS" \
+  --pgbench-seconds "${PGBENCH_SECONDS:-20}" \
   --warmup "${WARMUP}s" --duration "${DURATION}s" >"$work/harness.txt" 2>&1 &
 harness=$!
 
@@ -107,10 +115,14 @@ run() { # NAME
   auth-4x16) one_h2load "$name" "$AUTH_URL" "$work/auth.bin" 4 16 "$work/$name.log.0" >"$work/$name.out.0" ;;
   health-1) one_h2load "$name" "$HEALTH_URL" "$work/health.bin" 1 1 "$work/$name.log.0" >"$work/$name.out.0" ;;
   auth-1) one_h2load "$name" "$AUTH_URL" "$work/auth.bin" 1 1 "$work/$name.log.0" >"$work/$name.out.0" ;;
-  health-64x1 | auth-64x1)
-    local pids=() i body
+  health-64x1 | auth-64x1 | auth-64x1-one)
+    local pids=() i body url
     for i in $(seq 0 63); do
-      if [ "$name" = auth-64x1 ]; then body="$work/auth-$i.bin"; url=$AUTH_URL; else body="$work/health.bin"; url=$HEALTH_URL; fi
+      case "$name" in
+      auth-64x1) body="$work/auth-$i.bin" url=$AUTH_URL ;;
+      auth-64x1-one) body="$work/auth.bin" url=$AUTH_URL ;;
+      *) body="$work/health.bin" url=$HEALTH_URL ;;
+      esac
       one_h2load "$name" "$url" "$body" 1 1 "$work/$name.log.$i" >"$work/$name.out.$i" &
       pids+=($!)
     done
@@ -167,7 +179,7 @@ for name in runs:
     summary = ", ".join(f"{m.rsplit('/', 1)[-1]} {c} +{int(d)}" for (m, c), d in sorted(delta.items()))
     print(f"| {name} | {rate:.0f} | {pct(50):.2f} | {pct(90):.2f} | {pct(99):.2f} | {pct(99.9):.2f} | {lat[-1]:.1f} | {bad} | {summary} |")
 print()
-for auth, health in (("auth-4x16", "health-4x16"), ("auth-64x1", "health-64x1"), ("auth-1", "health-1")):
+for auth, health in (("auth-4x16", "health-4x16"), ("auth-64x1", "health-64x1"), ("auth-64x1-one", "health-64x1"), ("auth-1", "health-1")):
     if auth in rates and health in rates and rates[health]:
         print(f"- {auth} / {health}: {rates[auth] / rates[health]:.2f}")
 PY
@@ -175,4 +187,4 @@ echo "- server RSS: idle ${idle_rss} kB, peak (VmHWM) after the h2load runs ${hw
 
 wait "$harness" || true
 echo "--- the tool's own workloads, same server, after h2load:"
-sed -n '/^\*\*/,$p' "$work/harness.txt"
+sed -n '/^###/,$p' "$work/harness.txt"

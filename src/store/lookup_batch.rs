@@ -45,6 +45,9 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// What a lookup is answered with.
 type Answer = Result<Option<Token>, StoreError>;
 
+/// A row of a batch's answer, by its hash (its conversion may have failed).
+type Found = ([u8; 32], Result<Token, Arc<StoreError>>);
+
 /// One waiting lookup. The hash is raw bytes: it never leaves the store.
 struct Lookup {
     hash: [u8; 32],
@@ -112,14 +115,14 @@ async fn answer_batch(db: &DatabaseConnection, batch: &mut Vec<Lookup>) {
     hashes.dedup();
     match select_by_hashes(db, &hashes).await {
         Ok(rows) => {
-            let mut found: Vec<([u8; 32], Result<Token, Arc<StoreError>>)> = rows
+            let mut found: Vec<Found> = rows
                 .into_iter()
                 .filter_map(|row| {
                     let hash = <[u8; 32]>::try_from(row.secret_hash.as_slice()).ok()?;
                     Some((hash, to_token(row).map_err(Arc::new)))
                 })
                 .collect();
-            found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            found.sort_unstable_by_key(|(hash, _)| *hash);
             for lookup in batch.drain(..) {
                 let answer = match found.binary_search_by(|(hash, _)| hash.cmp(&lookup.hash)) {
                     Ok(at) => match &found[at].1 {
