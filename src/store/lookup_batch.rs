@@ -2,12 +2,12 @@
 //! and every scrape-token check of the metrics endpoint.
 //!
 //! One task per store owns the lookups. It takes every lookup that is
-//! waiting (at most [`MAX_BATCH`]), answers them all with ONE statement, and
-//! only then takes the next batch; lookups that arrive while a statement is
-//! in the database queue for the next one. There is no timer: a lone lookup
-//! finds the task idle and goes straight to the database, so batching adds
-//! no latency when there is nothing to batch, and under load a batch grows to
-//! whatever arrived during one round trip.
+//! waiting (at most [`MAX_BATCH`]) and answers them all with ONE statement;
+//! with [`BATCHES_IN_FLIGHT`] statements in the database, lookups that
+//! arrive queue until one returns, and the queue is the next batch. There
+//! is no timer: a lone lookup finds a free slot and goes straight to the
+//! database, so batching adds no latency when there is nothing to batch, and
+//! under load a batch grows to whatever arrived during a round trip.
 //!
 //! **Freshness.** A lookup's statement is sent after the lookup was queued,
 //! hence after its call arrived, and it reads the database as of the moment
@@ -30,7 +30,7 @@ use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, PgFunc, Value};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, Select,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::repository::StoreError;
 use crate::domain::secret::TokenHash;
@@ -41,6 +41,13 @@ use crate::store::queries::to_token;
 
 /// Most lookups one statement answers; more wait for the next statement.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// Lookup statements in the database at once. Two, not one: while one
+/// batch is on its way to or from the database (on SQLite, a hop to a
+/// connection's worker thread), the next can already be answered, so the two
+/// cores are not left waiting on one round trip; more would only split the
+/// batches.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// What a lookup is answered with.
 type Answer = Result<Option<Token>, StoreError>;
@@ -95,11 +102,25 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the lookup task has stopped (the server is shutting down)".into())
 }
 
-/// The lookup task: one statement per batch, one batch at a time.
+/// The lookup task: one statement per batch, at most [`BATCHES_IN_FLIGHT`]
+/// batches in the database at once. A batch is taken only when a slot is
+/// free, so lookups queue while the slots are busy and the queue is the
+/// next batch.
 async fn answer_batches(db: DatabaseConnection, mut arrivals: mpsc::UnboundedReceiver<Lookup>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while arrivals.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        answer_batch(&db, &mut batch).await;
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if arrivals.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            answer_batch(&db, &mut batch).await;
+            drop(slot);
+        });
     }
 }
 
