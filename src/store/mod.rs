@@ -4,7 +4,9 @@
 //! [`TokenRepository`]: crate::domain::repository::TokenRepository
 
 mod bulk_revoke;
+mod cte_writes;
 pub(crate) mod entity;
+mod lookup_batch;
 pub mod migration;
 mod policy;
 mod queries;
@@ -27,6 +29,7 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::domain::pagination::PageTokenKey;
 use crate::domain::repository::StoreError;
+use crate::store::lookup_batch::LookupBatcher;
 
 /// Advisory lock key serialising migrations across replicas ("tokend" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x746f_6b65_6e64;
@@ -55,6 +58,8 @@ pub struct DatabaseSettings {
 #[derive(Clone, Debug)]
 pub struct SeaStore {
     db: DatabaseConnection,
+    /// Answers `find_by_hash`, many lookups per statement.
+    lookups: LookupBatcher,
 }
 
 impl SeaStore {
@@ -86,7 +91,13 @@ impl SeaStore {
             sqlite_options(sqlite, busy_timeout).synchronous(SqliteSynchronous::Normal)
         });
         let db = Database::connect(options).await.map_err(classify)?;
-        Ok(SeaStore { db })
+        Ok(SeaStore::on(db))
+    }
+
+    /// A store on `db`, with its lookup task (so: inside a Tokio runtime).
+    fn on(db: DatabaseConnection) -> SeaStore {
+        let lookups = LookupBatcher::spawn(db.clone());
+        SeaStore { db, lookups }
     }
 
     /// Applies pending migrations. On PostgreSQL they run in one transaction
@@ -263,6 +274,9 @@ impl SeaStore {
         self.db.set_metric_callback(move |info| {
             observer(&info.statement.sql, info.elapsed, info.failed);
         });
+        // The lookup task holds its own copy of the connection, made before
+        // the callback was set: give it one that reports too.
+        self.lookups = LookupBatcher::spawn(self.db.clone());
     }
 
     /// (open connections, idle connections) of the pool.

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -139,7 +139,7 @@ pub(crate) fn audit_row(
 // instructions (docs/benchmarks.md). A unique key returns at most one row.
 
 /// The condition naming `target` within `org_id` (revoked or not).
-fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
+pub(crate) fn target_condition(org_id: &str, target: &RevokeTarget) -> Condition {
     let base = Condition::all()
         .add(token::Column::OrgId.eq(org_id))
         .add(token::Column::Kind.eq(target.kind().as_str()));
@@ -214,6 +214,27 @@ fn name_prefix_condition(prefix: &str) -> Condition {
     Condition::all().add(ExprTrait::eq(Expr::expr(head), prefix))
 }
 
+/// What a revoke that matched no active token answers: the most recently
+/// revoked token of that name (names can be reused after a revoke),
+/// idempotently, or `NotFound`.
+async fn latest_of_target(
+    db: &impl ConnectionTrait,
+    org_id: &str,
+    target: &RevokeTarget,
+) -> Result<RevokeOutcome, StoreError> {
+    let existing = token::Entity::find()
+        .filter(target_condition(org_id, target))
+        .order_by_desc(token::Column::RevokedAt)
+        .order_by_desc(token::Column::Id)
+        .one(db)
+        .await
+        .map_err(classify)?;
+    match existing {
+        Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
+        None => Ok(RevokeOutcome::NotFound),
+    }
+}
+
 impl SeaStore {
     /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the
     /// write lock up front, so concurrent writers queue on the busy timeout
@@ -232,6 +253,9 @@ impl SeaStore {
 
 impl TokenRepository for SeaStore {
     async fn create_token(&self, new: NewToken, audit: &AuditContext) -> Result<Token, StoreError> {
+        if self.backend() == DbBackend::Postgres {
+            return self.create_in_one_statement(new, audit).await;
+        }
         let txn = self.begin_write().await?;
         let row = new_token_row(new).insert(&txn).await.map_err(classify)?;
         let token = to_token(row)?;
@@ -318,6 +342,17 @@ impl TokenRepository for SeaStore {
         revocation: &Revocation,
         audit: &AuditContext,
     ) -> Result<RevokeOutcome, StoreError> {
+        if self.backend() == DbBackend::Postgres
+            && let Some(token) = self
+                .revoke_in_one_statement(org_id, target, revocation, audit)
+                .await?
+        {
+            return Ok(RevokeOutcome::Revoked(token));
+        }
+        // On PostgreSQL only when no active token matched (already revoked,
+        // a rotation's scheduled revocation to bring forward, or none): the
+        // transaction below decides, and sees a revoke that a concurrent
+        // caller committed first.
         let txn = self.begin_write().await?;
         // `revoked_at IS NULL` in the UPDATE itself makes concurrent revokes
         // race safely: PostgreSQL re-checks it after the first writer commits
@@ -366,32 +401,14 @@ impl TokenRepository for SeaStore {
             txn.commit().await.map_err(classify)?;
             return Ok(RevokeOutcome::Revoked(token));
         }
-        // Nothing active matched: the most recently revoked token of that name
-        // (names can be reused after a revoke) answers idempotently.
-        let existing = token::Entity::find()
-            .filter(target_condition(org_id, target))
-            .order_by_desc(token::Column::RevokedAt)
-            .order_by_desc(token::Column::Id)
-            .one(&txn)
-            .await
-            .map_err(classify)?;
+        let outcome = latest_of_target(&txn, org_id, target).await?;
         txn.commit().await.map_err(classify)?;
-        match existing {
-            Some(row) => Ok(RevokeOutcome::AlreadyRevoked(to_token(row)?)),
-            None => Ok(RevokeOutcome::NotFound),
-        }
+        Ok(outcome)
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
-        token::Entity::find()
-            .filter(token::Column::SecretHash.eq(hash.as_bytes().to_vec()))
-            .all(self.connection())
-            .await
-            .map_err(classify)?
-            .into_iter()
-            .next()
-            .map(to_token)
-            .transpose()
+        // Coalesced with concurrent lookups, never cached: lookup_batch.rs.
+        self.lookups.find(hash).await
     }
 
     async fn touch_last_used(

@@ -72,7 +72,7 @@ impl SeaStore {
         options
             .map_sqlx_postgres_opts(|postgres| postgres.options([("synchronous_commit", "off")]));
         let db = Database::connect(options).await.map_err(classify)?;
-        Ok(SeaStore { db })
+        Ok(SeaStore::on(db))
     }
 
     /// Inserts `tokens` with `history`, `ROWS_PER_STATEMENT` rows per

@@ -19,6 +19,7 @@ mod dashboards;
 mod data_folder;
 mod errors;
 mod filters_and_scopes;
+mod freshness;
 mod hardening;
 mod http_client;
 mod identity;

@@ -21,6 +21,9 @@ use crate::seed::{ADMIN, ORG, Seeded};
 use crate::server::{Server, memory};
 use crate::workloads::run_workload;
 
+/// Hit secrets written by `--export` (`HIT_SECRETS`, space-separated).
+const EXPORTED_HIT_SECRETS: usize = 256;
+
 /// `Bearer <JWT>` signed with `secret`, valid for a day.
 fn mint(
     secret: &str,
@@ -63,12 +66,24 @@ fn export(
         .first()
         .map(String::as_str)
         .unwrap_or_default();
+    // Distinct secrets spread over the hit pool, one per h2load client, so
+    // that coalesced lookups are not flattered by a repeated secret.
+    let step = (seeded.hits.len() / EXPORTED_HIT_SECRETS).max(1);
+    let hits: Vec<&str> = seeded
+        .hits
+        .iter()
+        .step_by(step)
+        .take(EXPORTED_HIT_SECRETS)
+        .map(|(_, s)| s.as_str())
+        .collect();
     std::fs::write(
         path,
         format!(
-            "GRPC_ADDR={}\nHTTP_ADDR={}\nHIT_SECRET={hit}\nUNKNOWN_SECRET={unknown}\nMETRICS_SECRET={}\nGATEWAY_AUTH='{}'\n",
+            "GRPC_ADDR={}\nHTTP_ADDR={}\nSERVER_PID={}\nHIT_SECRET={hit}\nHIT_SECRETS='{}'\nUNKNOWN_SECRET={unknown}\nMETRICS_SECRET={}\nGATEWAY_AUTH='{}'\n",
             server.grpc,
             server.http.map(|a| a.to_string()).unwrap_or_default(),
+            server.pid.map(|p| p.to_string()).unwrap_or_default(),
+            hits.join(" "),
             seeded.metrics_secret,
             gateway.to_str()?,
         ),
