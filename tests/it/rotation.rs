@@ -26,6 +26,7 @@ crate::backend_tests!(
     rotating_what_cannot_be_rotated_is_a_failed_precondition,
     another_orgs_token_is_not_found,
     policies_are_applied_to_creates_and_rotations_and_audited,
+    a_revoke_during_the_overlap_ends_it_at_once_with_its_event,
 );
 
 fn to_time(at: &prost_types::Timestamp) -> DateTime<Utc> {
@@ -528,5 +529,57 @@ async fn policies_are_applied_to_creates_and_rotations_and_audited(backend: Back
         .into_inner()
         .policy;
     assert_eq!(read.as_ref(), Some(&policy));
+    Ok(())
+}
+
+/// An explicit revoke of a rotated token during its overlap brings its
+/// revocation forward to now and writes the family's `*_revoked` event
+/// (on PostgreSQL the one-statement revoke finds no active row and the
+/// transaction decides); a second revoke is idempotent.
+async fn a_revoke_during_the_overlap_ends_it_at_once_with_its_event(
+    backend: Backend,
+) -> TestResult {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("acme");
+    let (old, old_secret) = create(&server, &admin, scrape_request("prom")).await;
+    rotate(&server, &admin, rotate_request(old.id, TimeDelta::hours(1))).await?;
+    assert_eq!(authenticate(&server, &old_secret).await, Ok(old.id));
+
+    let revoke = || tokend::grpc::proto::RevokeScrapeTokenRequest {
+        id: old.id,
+        reason: "ended early".to_owned(),
+    };
+    let revoked = server
+        .client()
+        .revoke_scrape_token(authed(revoke(), &admin))
+        .await?
+        .into_inner()
+        .token
+        .unwrap();
+    let now = server.clock.now();
+    let at = to_time(revoked.revoke_time.as_ref().unwrap());
+    assert!(
+        (at - now).abs() < TimeDelta::microseconds(1),
+        "{at} vs {now}"
+    );
+    assert_eq!(
+        authenticate(&server, &old_secret).await,
+        Err("TOKEN_REVOKED".to_owned())
+    );
+    let again = server
+        .client()
+        .revoke_scrape_token(authed(revoke(), &admin))
+        .await?
+        .into_inner()
+        .token
+        .unwrap();
+    assert_eq!(again.revoke_time, revoked.revoke_time);
+    let events: Vec<_> = all_events(&server, &admin)
+        .await?
+        .into_iter()
+        .filter(|e| e.event_type == "scrape_token_revoked")
+        .map(|e| e.token_id)
+        .collect();
+    assert_eq!(events, vec![old.token_id.clone()]);
     Ok(())
 }
