@@ -1,13 +1,13 @@
 //! Coalesced lookups by secret hash: the read behind every AuthenticateToken
 //! and every scrape-token check of the metrics endpoint.
 //!
-//! One task per store owns the lookups. It takes every lookup that is
-//! waiting (at most [`MAX_BATCH`]) and answers them all with ONE statement;
-//! with [`BATCHES_IN_FLIGHT`] statements in the database, lookups that
-//! arrive queue until one returns, and the queue is the next batch. There
-//! is no timer: a lone lookup finds a free slot and goes straight to the
-//! database, so batching adds no latency when there is nothing to batch, and
-//! under load a batch grows to whatever arrived during a round trip.
+//! At most [`BATCHES_IN_FLIGHT`] lookup statements are in the database at
+//! once. A lookup that finds a free slot and no one waiting sends its own
+//! statement, from its own task: a lone call waits for no one and pays no
+//! hand-off (there is no timer). Lookups that arrive while the slots are
+//! busy queue; when a statement returns, the lookups waiting (at most
+//! [`MAX_BATCH`]) become the next batch, answered by ONE statement. Under
+//! load a batch grows to whatever arrived during a round trip.
 //!
 //! **Freshness.** A lookup's statement is sent after the lookup was queued,
 //! hence after its call arrived, and it reads the database as of the moment
@@ -24,13 +24,13 @@
 //! statements (1, 2, 4, … 256 parameters) are ever cached per connection.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, PgFunc, Value};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, Select,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::domain::repository::StoreError;
 use crate::domain::secret::TokenHash;
@@ -61,10 +61,21 @@ struct Lookup {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The request side of the lookup task: cheap to clone, one per store clone.
+/// The lookups of one store: cheap to clone, shared by the store's clones.
 #[derive(Clone)]
 pub(crate) struct LookupBatcher {
-    queue: mpsc::UnboundedSender<Lookup>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: DatabaseConnection,
+    state: Mutex<State>,
+}
+
+/// The lookups waiting for a slot, and the statements in the database.
+struct State {
+    waiting: Vec<Lookup>,
+    in_flight: usize,
 }
 
 impl fmt::Debug for LookupBatcher {
@@ -73,55 +84,120 @@ impl fmt::Debug for LookupBatcher {
     }
 }
 
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is a queue and a count, consistent after every step: a
+        // panic elsewhere while it was held leaves nothing half-done.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The next batch: the longest-waiting lookups, at most [`MAX_BATCH`].
+fn take_batch(state: &mut State) -> Vec<Lookup> {
+    let n = state.waiting.len().min(MAX_BATCH);
+    state.waiting.drain(..n).collect()
+}
+
 impl LookupBatcher {
-    /// Starts the task that answers lookups on `db`. It ends when the last
-    /// clone of the returned batcher is dropped. The queue needs no bound:
-    /// each lookup belongs to a call that waits for its answer, so the queue
-    /// never holds more than the calls in flight.
-    pub(crate) fn spawn(db: DatabaseConnection) -> LookupBatcher {
-        let (queue, arrivals) = mpsc::unbounded_channel();
-        tokio::spawn(answer_batches(db, arrivals));
-        LookupBatcher { queue }
+    /// Lookups on `db`. The queue needs no bound: each lookup belongs to a
+    /// call that waits for its answer, so it never holds more than the calls
+    /// in flight.
+    pub(crate) fn new(db: DatabaseConnection) -> LookupBatcher {
+        LookupBatcher {
+            shared: Arc::new(Shared {
+                db,
+                state: Mutex::new(State {
+                    waiting: Vec::new(),
+                    in_flight: 0,
+                }),
+            }),
+        }
     }
 
     /// The token with this secret hash, in any organisation, read by a
     /// statement that starts after this call.
     pub(crate) async fn find(&self, hash: &TokenHash) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Lookup {
-                hash: *hash.as_bytes(),
-                reply,
-            })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let hash = *hash.as_bytes();
+        let queued = {
+            let mut state = self.shared.state();
+            if state.in_flight < BATCHES_IN_FLIGHT && state.waiting.is_empty() {
+                state.in_flight += 1;
+                None
+            } else {
+                let (reply, answer) = oneshot::channel();
+                state.waiting.push(Lookup { hash, reply });
+                Some(answer)
+            }
+        };
+        match queued {
+            // A free slot and no one waiting: this call's own statement, on
+            // its own task (no hand-off to another task for a lone call).
+            None => {
+                let slot = Slot(self.shared.clone());
+                let answer = lookup_one(&self.shared.db, hash).await;
+                drop(slot);
+                answer
+            }
+            Some(answer) => answer.await.map_err(|_| stopped())?,
+        }
+    }
+}
+
+/// A statement slot held by a lone call. Freed when dropped, also when the
+/// call is abandoned mid-statement; if lookups queued meanwhile, the slot
+/// passes to a task that answers them.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        if state.waiting.is_empty() {
+            state.in_flight -= 1;
+            return;
+        }
+        let batch = take_batch(&mut state);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                drop(state);
+                runtime.spawn(answer_waiting(self.0.clone(), batch));
+            }
+            // No runtime (it is shutting down): the batch is dropped, and its
+            // calls are told the lookups stopped.
+            Err(_) => state.in_flight -= 1,
+        }
     }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the lookup task has stopped (the server is shutting down)".into())
+    StoreError::Unavailable("the lookups have stopped (the server is shutting down)".into())
 }
 
-/// The lookup task: one statement per batch, at most [`BATCHES_IN_FLIGHT`]
-/// batches in the database at once. A batch is taken only when a slot is
-/// free, so lookups queue while the slots are busy and the queue is the
-/// next batch.
-async fn answer_batches(db: DatabaseConnection, mut arrivals: mpsc::UnboundedReceiver<Lookup>) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+/// One slot's task: answers `batch`, then the lookups that queued
+/// meanwhile, one statement per batch, until none wait.
+async fn answer_waiting(shared: Arc<Shared>, mut batch: Vec<Lookup>) {
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        if arrivals.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        answer_batch(&shared.db, &mut batch).await;
+        let mut state = shared.state();
+        if state.waiting.is_empty() {
+            state.in_flight -= 1;
             return;
         }
-        let db = db.clone();
-        tokio::spawn(async move {
-            answer_batch(&db, &mut batch).await;
-            drop(slot);
-        });
+        batch = take_batch(&mut state);
     }
+}
+
+/// A lone call's lookup: the plain `secret_hash = ?` point lookup, the
+/// cheapest statement for one hash on both backends.
+async fn lookup_one(db: &DatabaseConnection, hash: [u8; 32]) -> Answer {
+    token::Entity::find()
+        .filter(token::Column::SecretHash.eq(hash.to_vec()))
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .next()
+        .map(to_token)
+        .transpose()
 }
 
 /// Answers (and empties) `batch` with one statement.

@@ -94,9 +94,9 @@ impl SeaStore {
         Ok(SeaStore::on(db))
     }
 
-    /// A store on `db`, with its lookup task (so: inside a Tokio runtime).
+    /// A store on `db`.
     fn on(db: DatabaseConnection) -> SeaStore {
-        let lookups = LookupBatcher::spawn(db.clone());
+        let lookups = LookupBatcher::new(db.clone());
         SeaStore { db, lookups }
     }
 
@@ -274,9 +274,9 @@ impl SeaStore {
         self.db.set_metric_callback(move |info| {
             observer(&info.statement.sql, info.elapsed, info.failed);
         });
-        // The lookup task holds its own copy of the connection, made before
-        // the callback was set: give it one that reports too.
-        self.lookups = LookupBatcher::spawn(self.db.clone());
+        // The lookups hold their own copy of the connection, made before
+        // the callback was set: give them one that reports too.
+        self.lookups = LookupBatcher::new(self.db.clone());
     }
 
     /// (open connections, idle connections) of the pool.
