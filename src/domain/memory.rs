@@ -110,6 +110,40 @@ struct State {
 }
 
 impl State {
+    /// Inserts `new` with the next id and writes its `*_created` event, as
+    /// the store's insert does (the caller checked for a name clash).
+    fn insert_new(&mut self, new: NewToken, audit: &AuditContext) -> Token {
+        self.last_token_id += 1;
+        let token = Token {
+            id: self.last_token_id,
+            token_id: new.token_id,
+            kind: new.kind,
+            org_id: new.org_id,
+            name: new.name,
+            owner_user_id: new.owner_user_id,
+            service_account_slug: new.service_account_slug,
+            workspace_id: new.workspace_id,
+            scopes: new.scopes,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            created_by: new.created_by,
+            revoked_by: None,
+            revoke_reason: None,
+            rotated_at: None,
+            replaced_by: None,
+            revoke_scheduled: false,
+        };
+        self.push_event(token.kind.created_event(), &token, audit, None);
+        self.rows.push(Row {
+            token: token.clone(),
+            hash: new.secret_hash,
+            revoked_use_recorded_at: None,
+        });
+        token
+    }
+
     /// Records `call`; the next queued failure, if any.
     fn enter(&mut self, call: RepositoryCall) -> Result<(), StoreError> {
         self.calls.push(call);
@@ -296,34 +330,7 @@ impl TokenRepository for MemoryRepository {
         if state.clashes(&new) {
             return Err(StoreError::Conflict);
         }
-        state.last_token_id += 1;
-        let token = Token {
-            id: state.last_token_id,
-            token_id: new.token_id,
-            kind: new.kind,
-            org_id: new.org_id,
-            name: new.name,
-            owner_user_id: new.owner_user_id,
-            service_account_slug: new.service_account_slug,
-            workspace_id: new.workspace_id,
-            scopes: new.scopes,
-            created_at: new.created_at,
-            expires_at: new.expires_at,
-            revoked_at: None,
-            last_used_at: None,
-            created_by: new.created_by,
-            revoked_by: None,
-            revoke_reason: None,
-            rotated_at: None,
-            replaced_by: None,
-            revoke_scheduled: false,
-        };
-        state.push_event(token.kind.created_event(), &token, audit, None);
-        state.rows.push(Row {
-            token: token.clone(),
-            hash: new.secret_hash,
-            revoked_use_recorded_at: None,
-        });
+        let token = state.insert_new(new, audit);
         Ok(token)
     }
 
@@ -550,34 +557,7 @@ impl TokenRepository for MemoryRepository {
             rotation.reason.clone(),
             Some(new.token_id),
         );
-        state.last_token_id += 1;
-        let token = Token {
-            id: state.last_token_id,
-            token_id: new.token_id,
-            kind: new.kind,
-            org_id: new.org_id,
-            name: new.name,
-            owner_user_id: new.owner_user_id,
-            service_account_slug: new.service_account_slug,
-            workspace_id: new.workspace_id,
-            scopes: new.scopes,
-            created_at: new.created_at,
-            expires_at: new.expires_at,
-            revoked_at: None,
-            last_used_at: None,
-            created_by: new.created_by,
-            revoked_by: None,
-            revoke_reason: None,
-            rotated_at: None,
-            replaced_by: None,
-            revoke_scheduled: false,
-        };
-        state.push_event(token.kind.created_event(), &token, audit, None);
-        state.rows.push(Row {
-            token: token.clone(),
-            hash: new.secret_hash,
-            revoked_use_recorded_at: None,
-        });
+        let token = state.insert_new(new, audit);
         Ok(RotateOutcome::Rotated {
             token: Box::new(token),
             previous: Box::new(previous),
