@@ -3,13 +3,12 @@
 //! desk (`tokens_revoke_leaked`, a platform permission).
 
 use crate::domain::audit::AuditContext;
-use crate::domain::audit_log::log_audit_event;
 use crate::domain::caller::{Caller, Permission};
-use crate::domain::error::{ResourceRef, ServiceError};
-use crate::domain::lifecycle::{Revoked, TokenLifecycle, require};
+use crate::domain::error::ServiceError;
+use crate::domain::lifecycle::{Revoked, TokenLifecycle, answer_revoke, require};
 use crate::domain::repository::TokenRepository;
 use crate::domain::request::{self, RevokeBySecretInput};
-use crate::domain::token::{Revocation, RevokeOutcome};
+use crate::domain::token::Revocation;
 
 /// How a NOT_FOUND names the token of an unknown secret: by the field that
 /// named it, never by its value.
@@ -37,30 +36,10 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             revoked_by: caller.subject.clone(),
             reason,
         };
-        match self
+        let outcome = self
             .repository()
             .revoke_by_hash(&secret.hash(), &revocation, audit)
-            .await?
-        {
-            RevokeOutcome::Revoked(token) => {
-                log_audit_event(
-                    token.kind.revoked_event(),
-                    &token,
-                    audit,
-                    token.revoke_reason.as_deref(),
-                );
-                Ok(Revoked {
-                    token,
-                    newly_revoked: true,
-                })
-            }
-            RevokeOutcome::AlreadyRevoked(token) => Ok(Revoked {
-                token,
-                newly_revoked: false,
-            }),
-            RevokeOutcome::NotFound => Err(ServiceError::NotFound(ResourceRef::token(
-                UNKNOWN_SECRET_RESOURCE.to_owned(),
-            ))),
-        }
+            .await?;
+        answer_revoke(outcome, audit, || UNKNOWN_SECRET_RESOURCE.to_owned())
     }
 }

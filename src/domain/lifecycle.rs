@@ -98,6 +98,35 @@ pub(crate) fn require_role(caller: &Caller, role: Role) -> Result<(), ServiceErr
     }
 }
 
+/// What a revoke answers for the repository's `outcome`: an effective
+/// revoke is logged as its audit event, a repeat is idempotent, and nothing
+/// found is `NotFound` naming `resource_name()`.
+pub(crate) fn answer_revoke(
+    outcome: RevokeOutcome,
+    audit: &AuditContext,
+    resource_name: impl FnOnce() -> String,
+) -> Result<Revoked, ServiceError> {
+    match outcome {
+        RevokeOutcome::Revoked(token) => {
+            log_audit_event(
+                token.kind.revoked_event(),
+                &token,
+                audit,
+                token.revoke_reason.as_deref(),
+            );
+            Ok(Revoked {
+                token,
+                newly_revoked: true,
+            })
+        }
+        RevokeOutcome::AlreadyRevoked(token) => Ok(Revoked {
+            token,
+            newly_revoked: false,
+        }),
+        RevokeOutcome::NotFound => Err(ServiceError::NotFound(ResourceRef::token(resource_name()))),
+    }
+}
+
 /// Which tokens a caller may read: the whole org with `admin` or
 /// `org_app_keys_read`, its own personal tokens with `user_app_keys`.
 fn read_visibility(caller: &Caller) -> Result<Visibility, ServiceError> {
@@ -305,31 +334,11 @@ impl<R: TokenRepository> TokenLifecycle<R> {
             revoked_by: caller.subject.clone(),
             reason,
         };
-        match self
+        let outcome = self
             .repository
             .revoke_token(&caller.org_id, &target, &revocation, audit)
-            .await?
-        {
-            RevokeOutcome::Revoked(token) => {
-                log_audit_event(
-                    token.kind.revoked_event(),
-                    &token,
-                    audit,
-                    token.revoke_reason.as_deref(),
-                );
-                Ok(Revoked {
-                    token,
-                    newly_revoked: true,
-                })
-            }
-            RevokeOutcome::AlreadyRevoked(token) => Ok(Revoked {
-                token,
-                newly_revoked: false,
-            }),
-            RevokeOutcome::NotFound => Err(ServiceError::NotFound(ResourceRef::token(
-                target.resource_name(),
-            ))),
-        }
+            .await?;
+        answer_revoke(outcome, audit, || target.resource_name())
     }
 
     /// AuthenticateToken: checks a presented secret of any family, in any
