@@ -22,19 +22,34 @@
 //! SQLite `secret_hash IN (?, …)` with the list padded to the next power of
 //! two by an empty blob (no stored hash is empty), so at most nine prepared
 //! statements (1, 2, 4, … 256 parameters) are ever cached per connection.
+//!
+//! **Kept connections.** The statements run on connections the lookups keep
+//! between statements (at most one per slot), not on one taken from the pool
+//! and handed back each time: the pool pings a connection when it is handed
+//! back (and before handing out one that sat idle), and each ping is a
+//! round trip of its own (on SQLite, two more hops to the connection's worker
+//! thread), which doubled or tripled the cost of every lookup. A kept
+//! connection goes back to the pool after [`KEEP_FOR`] (so the pool's
+//! lifetime and health rules still apply to it) and at once after a failed
+//! statement; its next lookup then takes a fresh one from the pool.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, PgFunc, Value};
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{Postgres, Sqlite};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, Select,
+    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryResult, QueryTrait, Select,
 };
 use tokio::sync::oneshot;
 
 use crate::domain::repository::StoreError;
 use crate::domain::secret::TokenHash;
 use crate::domain::token::Token;
+use crate::store::StatementObserver;
 use crate::store::classify;
 use crate::store::entity::token;
 use crate::store::queries::to_token;
@@ -48,6 +63,12 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// cores are not left waiting on one round trip; more would only split the
 /// batches.
 const BATCHES_IN_FLIGHT: usize = 2;
+
+/// How long a kept connection serves lookups before it goes back to the
+/// pool: long enough that handing back (one ping) costs nothing per call,
+/// short enough that the pool's lifetime limit and a failover still reach
+/// it within a minute.
+const KEEP_FOR: Duration = Duration::from_secs(60);
 
 /// What a lookup is answered with.
 type Answer = Result<Option<Token>, StoreError>;
@@ -69,13 +90,28 @@ pub(crate) struct LookupBatcher {
 
 struct Shared {
     db: DatabaseConnection,
+    /// Told of each statement, as the pool's statements are.
+    observer: Option<StatementObserver>,
     state: Mutex<State>,
 }
 
-/// The lookups waiting for a slot, and the statements in the database.
+/// The lookups waiting for a slot, the statements in the database, and the
+/// kept connections not in use.
 struct State {
     waiting: Vec<Lookup>,
     in_flight: usize,
+    idle: Vec<Kept>,
+}
+
+/// A connection taken from the pool for lookups, and when it was taken.
+struct Kept {
+    connection: LookupConnection,
+    since: Instant,
+}
+
+enum LookupConnection {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
 }
 
 impl fmt::Debug for LookupBatcher {
@@ -102,13 +138,19 @@ impl LookupBatcher {
     /// Lookups on `db`. The queue needs no bound: each lookup belongs to a
     /// call that waits for its answer, so it never holds more than the calls
     /// in flight.
-    pub(crate) fn new(db: DatabaseConnection) -> LookupBatcher {
+    /// `observer` is told of each statement (its SQL, duration, failure).
+    pub(crate) fn new(
+        db: DatabaseConnection,
+        observer: Option<StatementObserver>,
+    ) -> LookupBatcher {
         LookupBatcher {
             shared: Arc::new(Shared {
                 db,
+                observer,
                 state: Mutex::new(State {
                     waiting: Vec::new(),
                     in_flight: 0,
+                    idle: Vec::with_capacity(BATCHES_IN_FLIGHT),
                 }),
             }),
         }
@@ -122,50 +164,67 @@ impl LookupBatcher {
             let mut state = self.shared.state();
             if state.in_flight < BATCHES_IN_FLIGHT && state.waiting.is_empty() {
                 state.in_flight += 1;
-                None
+                Err(state.idle.pop())
             } else {
                 let (reply, answer) = oneshot::channel();
                 state.waiting.push(Lookup { hash, reply });
-                Some(answer)
+                Ok(answer)
             }
         };
         match queued {
             // A free slot and no one waiting: this call's own statement, on
             // its own task (no hand-off to another task for a lone call).
-            None => {
-                let slot = Slot(self.shared.clone());
-                let answer = lookup_one(&self.shared.db, hash).await;
+            Err(kept) => {
+                let mut slot = Slot {
+                    shared: self.shared.clone(),
+                    kept: None,
+                };
+                // Abandoned mid-statement, the connection is dropped with
+                // the statement (back to the pool, which checks it), not kept.
+                let (answer, kept) = lookup_one(&self.shared, kept, hash).await;
+                slot.kept = kept;
                 drop(slot);
                 answer
             }
-            Some(answer) => answer.await.map_err(|_| stopped())?,
+            Ok(answer) => answer.await.map_err(|_| stopped())?,
         }
     }
 }
 
-/// A statement slot held by a lone call. Freed when dropped, also when the
-/// call is abandoned mid-statement; if lookups queued meanwhile, the slot
-/// passes to a task that answers them.
-struct Slot(Arc<Shared>);
+/// A statement slot held by a lone call, with the connection to keep once
+/// its statement succeeded. Freed when dropped, also when the call is
+/// abandoned mid-statement; if lookups queued meanwhile, the slot and the
+/// connection pass to a task that answers them.
+struct Slot {
+    shared: Arc<Shared>,
+    kept: Option<Kept>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = self.0.state();
+        let kept = self.kept.take();
+        let mut state = self.shared.state();
         if state.waiting.is_empty() {
-            state.in_flight -= 1;
+            release(&mut state, kept);
             return;
         }
         let batch = take_batch(&mut state);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 drop(state);
-                runtime.spawn(answer_waiting(self.0.clone(), batch));
+                runtime.spawn(answer_waiting(self.shared.clone(), batch, kept));
             }
             // No runtime (it is shutting down): the batch is dropped, and its
             // calls are told the lookups stopped.
-            Err(_) => state.in_flight -= 1,
+            Err(_) => release(&mut state, kept),
         }
     }
+}
+
+/// Frees a slot, keeping its connection for the next lookup.
+fn release(state: &mut State, kept: Option<Kept>) {
+    state.in_flight -= 1;
+    state.idle.extend(kept);
 }
 
 fn stopped() -> StoreError {
@@ -174,12 +233,12 @@ fn stopped() -> StoreError {
 
 /// One slot's task: answers `batch`, then the lookups that queued
 /// meanwhile, one statement per batch, until none wait.
-async fn answer_waiting(shared: Arc<Shared>, mut batch: Vec<Lookup>) {
+async fn answer_waiting(shared: Arc<Shared>, mut batch: Vec<Lookup>, mut kept: Option<Kept>) {
     loop {
-        answer_batch(&shared.db, &mut batch).await;
+        kept = answer_batch(&shared, kept, &mut batch).await;
         let mut state = shared.state();
         if state.waiting.is_empty() {
-            state.in_flight -= 1;
+            release(&mut state, kept);
             return;
         }
         batch = take_batch(&mut state);
@@ -187,30 +246,33 @@ async fn answer_waiting(shared: Arc<Shared>, mut batch: Vec<Lookup>) {
 }
 
 /// A lone call's lookup: the plain `secret_hash = ?` point lookup, the
-/// cheapest statement for one hash on both backends.
-async fn lookup_one(db: &DatabaseConnection, hash: [u8; 32]) -> Answer {
-    token::Entity::find()
-        .filter(token::Column::SecretHash.eq(hash.to_vec()))
-        .all(db)
-        .await
-        .map_err(classify)?
-        .into_iter()
-        .next()
-        .map(to_token)
-        .transpose()
+/// cheapest statement for one hash on both backends. Also returns the
+/// connection to keep, if any.
+async fn lookup_one(shared: &Shared, kept: Option<Kept>, hash: [u8; 32]) -> (Answer, Option<Kept>) {
+    let (rows, kept) = shared.select(kept, Shape::One, &[hash]).await;
+    let answer = rows
+        .map_err(classify)
+        .and_then(|rows| rows.into_iter().next().map(to_token).transpose());
+    (answer, kept)
 }
 
-/// Answers (and empties) `batch` with one statement.
-async fn answer_batch(db: &DatabaseConnection, batch: &mut Vec<Lookup>) {
+/// Answers (and empties) `batch` with one statement on `kept` (or a
+/// connection from the pool); returns the connection to keep, if any.
+async fn answer_batch(
+    shared: &Shared,
+    kept: Option<Kept>,
+    batch: &mut Vec<Lookup>,
+) -> Option<Kept> {
     // Calls whose deadline passed have dropped their receiver: skip them.
     batch.retain(|lookup| !lookup.reply.is_closed());
     if batch.is_empty() {
-        return;
+        return kept;
     }
     let mut hashes: Vec<[u8; 32]> = batch.iter().map(|lookup| lookup.hash).collect();
     hashes.sort_unstable();
     hashes.dedup();
-    match select_by_hashes(db, &hashes).await {
+    let (rows, kept) = shared.select(kept, Shape::Many, &hashes).await;
+    match rows {
         Ok(rows) => {
             let mut found: Vec<Found> = rows
                 .into_iter()
@@ -224,7 +286,7 @@ async fn answer_batch(db: &DatabaseConnection, batch: &mut Vec<Lookup>) {
                 let answer = match found.binary_search_by(|(hash, _)| hash.cmp(&lookup.hash)) {
                     Ok(at) => match &found[at].1 {
                         Ok(token) => Ok(Some(token.clone())),
-                        Err(error) => Err(shared(error)),
+                        Err(error) => Err(shared_error(error)),
                     },
                     Err(_) => Ok(None),
                 };
@@ -235,21 +297,177 @@ async fn answer_batch(db: &DatabaseConnection, batch: &mut Vec<Lookup>) {
         Err(error) => {
             let error = Arc::new(classify(error));
             for lookup in batch.drain(..) {
-                let _ = lookup.reply.send(Err(shared(&error)));
+                let _ = lookup.reply.send(Err(shared_error(&error)));
             }
         }
     }
+    kept
 }
 
-/// The rows whose `secret_hash` is one of `hashes` (distinct, 1 ..= MAX_BATCH).
-async fn select_by_hashes(
-    db: &DatabaseConnection,
-    hashes: &[[u8; 32]],
-) -> Result<Vec<token::Model>, DbErr> {
-    lookup_statement(db.get_database_backend(), hashes)
-        .all(db)
-        .await
+/// Which statement a lookup sends.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `secret_hash = ?`, for one hash.
+    One,
+    /// The batch statement, for any number of distinct hashes.
+    Many,
 }
+
+impl Shared {
+    /// The rows whose `secret_hash` is one of `hashes` (distinct,
+    /// 1 ..= MAX_BATCH), read on `kept` or on a connection taken from the
+    /// pool. Returns the connection to keep: none after a failure or once it
+    /// was kept for [`KEEP_FOR`].
+    async fn select(
+        &self,
+        kept: Option<Kept>,
+        shape: Shape,
+        hashes: &[[u8; 32]],
+    ) -> (Result<Vec<token::Model>, DbErr>, Option<Kept>) {
+        let mut kept = match kept {
+            Some(kept) => kept,
+            None => match self.take_connection().await {
+                Ok(kept) => kept,
+                Err(error) => return (Err(error), None),
+            },
+        };
+        let backend = kept.connection.backend();
+        let sql = statement_sql(backend, shape, hashes.len());
+        let started = Instant::now();
+        let rows = kept.connection.fetch(shape, sql, hashes).await;
+        if let Some(observer) = &self.observer {
+            observer(sql, started.elapsed(), rows.is_err());
+        }
+        let keep = rows.is_ok() && kept.since.elapsed() < KEEP_FOR;
+        (rows, keep.then_some(kept))
+    }
+
+    /// A connection from the pool, to keep for a while.
+    async fn take_connection(&self) -> Result<Kept, DbErr> {
+        let backend = self.db.get_database_backend();
+        let connection = if backend == DbBackend::Postgres {
+            LookupConnection::Postgres(
+                self.db
+                    .get_postgres_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(sqlx_error)?,
+            )
+        } else if backend == DbBackend::Sqlite {
+            LookupConnection::Sqlite(
+                self.db
+                    .get_sqlite_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(sqlx_error)?,
+            )
+        } else {
+            return Err(DbErr::Custom("lookups need SQLite or PostgreSQL".into()));
+        };
+        Ok(Kept {
+            connection,
+            since: Instant::now(),
+        })
+    }
+}
+
+/// A driver error as sea-orm reports it, so `classify` sorts it the same
+/// way (a pool timeout or a refused connection is an outage).
+fn sqlx_error(error: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(error)))
+}
+
+impl LookupConnection {
+    fn backend(&self) -> DbBackend {
+        match self {
+            LookupConnection::Sqlite(_) => DbBackend::Sqlite,
+            LookupConnection::Postgres(_) => DbBackend::Postgres,
+        }
+    }
+
+    /// Runs `sql` (a statement of [`statement_sql`] for `hashes.len()`)
+    /// with `hashes` bound, as a prepared statement the connection keeps.
+    async fn fetch(
+        &mut self,
+        shape: Shape,
+        sql: &'static str,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<token::Model>, DbErr> {
+        use sea_orm::sqlx::query;
+        let rows: Vec<QueryResult> = match self {
+            LookupConnection::Sqlite(connection) => {
+                let width = hashes.len().next_power_of_two();
+                let mut statement = query::<Sqlite>(sql);
+                for hash in hashes {
+                    statement = statement.bind(hash.as_slice());
+                }
+                for _ in hashes.len()..width {
+                    // The padding: no stored hash is empty.
+                    statement = statement.bind(&[][..]);
+                }
+                statement
+                    .fetch_all(&mut **connection)
+                    .await
+                    .map_err(sqlx_error)?
+                    .into_iter()
+                    .map(QueryResult::from)
+                    .collect()
+            }
+            LookupConnection::Postgres(connection) => {
+                let statement = query::<Postgres>(sql);
+                let statement = match (shape, hashes) {
+                    (Shape::One, [one]) => statement.bind(one.as_slice()),
+                    _ => statement.bind(
+                        hashes
+                            .iter()
+                            .map(|hash| hash.as_slice())
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+                statement
+                    .fetch_all(&mut **connection)
+                    .await
+                    .map_err(sqlx_error)?
+                    .into_iter()
+                    .map(QueryResult::from)
+                    .collect()
+            }
+        };
+        rows.iter()
+            .map(|row| token::Model::from_query_result(row, ""))
+            .collect()
+    }
+}
+
+/// The SQL of a lookup of `count` hashes: built once per shape and width
+/// from the same select sea-orm would run.
+fn statement_sql(backend: DbBackend, shape: Shape, count: usize) -> &'static str {
+    static ONE: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    static POSTGRES_MANY: OnceLock<String> = OnceLock::new();
+    static SQLITE_MANY: [OnceLock<String>; SQLITE_WIDTHS] =
+        [const { OnceLock::new() }; SQLITE_WIDTHS];
+    let postgres = backend == DbBackend::Postgres;
+    let cell = match shape {
+        Shape::One => &ONE[usize::from(postgres)],
+        Shape::Many if postgres => &POSTGRES_MANY,
+        Shape::Many => {
+            let width = count.max(1).next_power_of_two();
+            &SQLITE_MANY[width.trailing_zeros() as usize]
+        }
+    };
+    cell.get_or_init(|| {
+        let query = match shape {
+            Shape::One => {
+                token::Entity::find().filter(token::Column::SecretHash.eq(Vec::<u8>::new()))
+            }
+            Shape::Many => lookup_statement(backend, &vec![[0u8; 32]; count.max(1)]),
+        };
+        query.build(backend).sql
+    })
+}
+
+/// Widths of the SQLite batch statements: 1, 2, 4, … [`MAX_BATCH`].
+const SQLITE_WIDTHS: usize = MAX_BATCH.trailing_zeros() as usize + 1;
 
 /// The select of [`select_by_hashes`] for `backend`.
 fn lookup_statement(backend: DbBackend, hashes: &[[u8; 32]]) -> Select<token::Entity> {
@@ -274,7 +492,7 @@ fn lookup_statement(backend: DbBackend, hashes: &[[u8; 32]]) -> Select<token::En
 
 /// A copy of one batch's error for each of its calls, of the same class
 /// (unavailable stays unavailable).
-fn shared(error: &Arc<StoreError>) -> StoreError {
+fn shared_error(error: &Arc<StoreError>) -> StoreError {
     let source = Box::new(SharedError(error.clone()));
     match error.as_ref() {
         StoreError::Unavailable(_) => StoreError::Unavailable(source),

@@ -18,6 +18,7 @@ pub use seed::{SeedHistory, SeededRevocation};
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -79,6 +80,11 @@ impl SeaStore {
             .idle_timeout(settings.idle_timeout)
             .max_lifetime(settings.max_lifetime)
             .connect_lazy(true)
+            // sqlx pings every connection it hands out by default: a round
+            // trip before every statement (on SQLite, a hop to the worker
+            // thread and back). Only a connection idle long enough to have
+            // been dropped by the server or a proxy is worth checking.
+            .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
             // Statements may carry hashes: never log them.
             .sqlx_logging(false);
         if settings.url.starts_with("postgres") {
@@ -96,7 +102,7 @@ impl SeaStore {
 
     /// A store on `db`.
     fn on(db: DatabaseConnection) -> SeaStore {
-        let lookups = LookupBatcher::new(db.clone());
+        let lookups = LookupBatcher::new(db.clone(), None);
         SeaStore { db, lookups }
     }
 
@@ -263,6 +269,12 @@ impl SeaStore {
     }
 }
 
+/// A pooled connection idle at least this long is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// Told of each statement: its SQL text, duration and failure.
+pub(crate) type StatementObserver = Arc<dyn Fn(&str, Duration, bool) + Send + Sync>;
+
 impl SeaStore {
     /// Reports each statement's SQL text, duration (without the wait for a
     /// pooled connection) and failure to `observer`. Affects this store and
@@ -271,12 +283,14 @@ impl SeaStore {
         &mut self,
         observer: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
     ) {
+        let observer: StatementObserver = Arc::new(observer);
+        let pool_observer = observer.clone();
         self.db.set_metric_callback(move |info| {
-            observer(&info.statement.sql, info.elapsed, info.failed);
+            pool_observer(&info.statement.sql, info.elapsed, info.failed);
         });
-        // The lookups hold their own copy of the connection, made before
-        // the callback was set: give them one that reports too.
-        self.lookups = LookupBatcher::new(self.db.clone());
+        // The lookups run their statements on connections of their own,
+        // outside sea-orm's callback: they report to the observer themselves.
+        self.lookups = LookupBatcher::new(self.db.clone(), Some(observer));
     }
 
     /// (open connections, idle connections) of the pool.
