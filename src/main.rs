@@ -19,6 +19,11 @@ use tokend::server;
 use tokend::store::SeaStore;
 use tokend::telemetry::{self, init_logging};
 
+/// mimalloc, not the system allocator: the hot path is allocation-heavy and
+/// it measured faster under load (Cargo.toml, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
