@@ -16,6 +16,16 @@
 #                   hit secrets (no batch ever holds a secret twice)
 #   auth-64x1-one   the same with ONE secret: what a repeated secret flatters
 #   health-1, auth-1  one call in flight (latency of a lone call)
+#   revoke-64x1     (PostgreSQL runs) the REST seed route DELETE
+#                   /api/v2/personal_access_tokens/{id}, 64 h2load processes
+#                   x 1 call over HTTP/1.1, each revoking its own share of the
+#                   seeded personal-access-token pool once (h2load sends one
+#                   body to every URI, so gRPC revokes of distinct tokens
+#                   cannot be driven by it; the REST route runs the same core
+#                   revoke and the same statement). Timed from the first call
+#                   sent to the last answered, no warm-up; every answer must
+#                   be a 2xx and tokend_revocations_total must grow by the
+#                   number of calls.
 #
 # Latency percentiles come from h2load's per-request log (--log-file),
 # counting only requests started after the warm-up. h2load counts HTTP
@@ -41,17 +51,22 @@ BUILD=${BUILD:-1}
 # The load tool; it starts the `tokend` next to it (or $TOKEND_BIN).
 TOOL=${TOOL:-${CARGO_TARGET_DIR:-target}/release/tokend-load}
 if [ "$BACKEND" = postgres ]; then
-  WORKLOADS=${WORKLOADS:-health,auth-hit,revoke-scrape,revoke-pat,create}
+  # No revoke-pat: h2load's revoke-64x1 revokes that pool.
+  WORKLOADS=${WORKLOADS:-health,auth-hit,revoke-scrape,create}
+  default_runs="health-4x16 auth-4x16 health-64x1 auth-64x1 auth-64x1-one health-1 auth-1 revoke-64x1"
 else
   WORKLOADS=${WORKLOADS:-health,auth-hit,revoke-scrape}
+  default_runs="health-4x16 auth-4x16 health-64x1 auth-64x1 auth-64x1-one health-1 auth-1"
 fi
 # RUNS="health-1 auth-1" (space-separated) runs a subset.
-read -r -a RUNS <<<"${RUNS:-health-4x16 auth-4x16 health-64x1 auth-64x1 auth-64x1-one health-1 auth-1}"
+read -r -a RUNS <<<"${RUNS:-$default_runs}"
 
 work=$(mktemp -d)
 keep_work=${KEEP_WORK:-0}
 trap '[ "$keep_work" = 1 ] || rm -rf "$work"' EXIT
 pause=$(((WARMUP + DURATION + 4) * ${#RUNS[@]} + 10))
+# revoke-64x1 runs until its pool is spent (50k tokens at 1M): allow for it.
+case " ${RUNS[*]} " in *" revoke-64x1 "*) pause=$((pause + 60)) ;; esac
 
 if [ "$BUILD" = 1 ]; then
   cargo build --release --workspace # tokend and tokend-load, side by side
@@ -95,7 +110,7 @@ HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
 
 counters() {
   curl -sf -H "Authorization: Bearer $METRICS_SECRET" "http://$HTTP_ADDR/metrics" |
-    grep '^tokend_grpc_requests_total{' || true
+    grep -E '^tokend_(grpc_requests|revocations|db_statements)_total\{' || true
 }
 
 # h2load NAME URL BODY CONNECTIONS STREAMS [LOG]
@@ -115,6 +130,17 @@ run() { # NAME
   auth-4x16) one_h2load "$name" "$AUTH_URL" "$work/auth.bin" 4 16 "$work/$name.log.0" >"$work/$name.out.0" ;;
   health-1) one_h2load "$name" "$HEALTH_URL" "$work/health.bin" 1 1 "$work/$name.log.0" >"$work/$name.out.0" ;;
   auth-1) one_h2load "$name" "$AUTH_URL" "$work/auth.bin" 1 1 "$work/$name.log.0" >"$work/$name.out.0" ;;
+  revoke-64x1)
+    local pids=() i
+    split -n r/64 -d -a 2 "$REVOKE_URIS" "$work/revoke-uris."
+    for i in $(seq -w 0 63); do
+      h2load --h1 -c 1 -m 1 -t 1 -n "$(wc -l <"$work/revoke-uris.$i")" -i "$work/revoke-uris.$i" \
+        -H ':method: DELETE' -H "authorization: $ADMIN_AUTH" \
+        --log-file="$work/$name.log.$i" >"$work/$name.out.$i" &
+      pids+=($!)
+    done
+    wait "${pids[@]}"
+    ;;
   health-64x1 | auth-64x1 | auth-64x1-one)
     local pids=() i body url
     for i in $(seq 0 63); do
@@ -146,10 +172,16 @@ work, warmup, duration, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3
 def counters(path):
     out = {}
     for line in open(path):
-        m = re.match(r'tokend_grpc_requests_total\{(.*)\} (\S+)', line)
+        m = re.match(r'tokend_(grpc_requests|revocations|db_statements)_total\{(.*)\} (\S+)', line)
         if m:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            out[(labels.get("method"), labels.get("code"))] = float(m.group(2))
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            if m.group(1) == "grpc_requests":
+                key = (labels.get("method"), labels.get("code"))
+            elif m.group(1) == "db_statements":
+                key = ("statements " + labels.get("operation", ""), labels.get("outcome", ""))
+            else:
+                key = ("revocations " + labels.get("kind", ""), "total")
+            out[key] = float(m.group(3))
     return out
 
 print("| run | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | non-200 | server counters (delta, incl. warm-up) |")
@@ -167,12 +199,18 @@ for name in runs:
         print(f"| {name} | no requests logged | | | | | | | |")
         continue
     first = min(r[0] for r in rows)
-    window = [r for r in rows if r[0] >= first + warmup * 1e6]
+    if name.startswith("revoke"):
+        # Every URI once, no warm-up: from the first call sent to the last answered.
+        window = rows
+        span = (max(r[0] + r[2] for r in rows) - first) / 1e6
+    else:
+        window = [r for r in rows if r[0] >= first + warmup * 1e6]
+        span = duration
     lat = sorted(r[2] / 1000.0 for r in window)
-    bad = sum(1 for r in window if r[1] != 200)
+    bad = sum(1 for r in window if not 200 <= r[1] < 300)
     def pct(p):
         return lat[min(len(lat) - 1, int(p / 100.0 * len(lat)))]
-    rate = len(window) / duration
+    rate = len(window) / span
     rates[name] = rate
     before, after = counters(f"{work}/{name}.before"), counters(f"{work}/{name}.after")
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use chrono::Utc;
+use tokend::domain::TokenKind;
 use tokend::identity::{HsSecret, MintRequest, mint_hs256};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Endpoint;
@@ -55,6 +56,7 @@ fn export(
     server: &Server,
     seeded: &Seeded,
     gateway: &MetadataValue<Ascii>,
+    admin: &MetadataValue<Ascii>,
 ) -> Res<()> {
     let hit = seeded
         .hits
@@ -76,16 +78,35 @@ fn export(
         .take(EXPORTED_HIT_SECRETS)
         .map(|(_, s)| s.as_str())
         .collect();
+    // The personal access tokens' revoke pool as REST URIs (the seed route
+    // DELETE /api/v2/personal_access_tokens/{id}), one per line: h2load
+    // revokes each once. The tool's own revoke-pat workload draws from the
+    // same pool, so a run uses one or the other.
+    let revoke_uris = path.with_extension("revoke-uris");
+    let http = server.http.map(|a| a.to_string()).unwrap_or_default();
+    let uris: String = seeded
+        .revoke_pool(TokenKind::PersonalAccess)
+        .iter()
+        .map(|target| {
+            format!(
+                "http://{http}/api/v2/personal_access_tokens/{}\n",
+                target.token_id
+            )
+        })
+        .collect();
+    std::fs::write(&revoke_uris, uris)?;
     std::fs::write(
         path,
         format!(
-            "GRPC_ADDR={}\nHTTP_ADDR={}\nSERVER_PID={}\nHIT_SECRET={hit}\nHIT_SECRETS='{}'\nUNKNOWN_SECRET={unknown}\nMETRICS_SECRET={}\nGATEWAY_AUTH='{}'\n",
+            "GRPC_ADDR={}\nHTTP_ADDR={}\nSERVER_PID={}\nHIT_SECRET={hit}\nHIT_SECRETS='{}'\nUNKNOWN_SECRET={unknown}\nMETRICS_SECRET={}\nGATEWAY_AUTH='{}'\nADMIN_AUTH='{}'\nREVOKE_URIS='{}'\n",
             server.grpc,
             server.http.map(|a| a.to_string()).unwrap_or_default(),
             server.pid.map(|p| p.to_string()).unwrap_or_default(),
             hits.join(" "),
             seeded.metrics_secret,
             gateway.to_str()?,
+            admin.to_str()?,
+            revoke_uris.display(),
         ),
     )?;
     Ok(())
@@ -109,7 +130,7 @@ pub(crate) async fn drive(
     )?;
     let admin = mint(&args.jwt_hs256_secret, ORG, ADMIN, &["admin"], &[])?;
     if let Some(path) = &args.export {
-        export(path, server, &seeded, &gateway)?;
+        export(path, server, &seeded, &gateway, &admin)?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = memory(server.pid);
