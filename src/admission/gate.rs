@@ -311,6 +311,18 @@ mod tests {
             ))
         }
 
+        /// `Bearer` and a JWT naming a `kid` no ring holds.
+        fn bearer_of_unknown_kid(&self) -> Result<(String, String), Box<dyn std::error::Error>> {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.kid = Some("rotated".to_owned());
+            let jwt = jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "alice", "org_id": "acme"}),
+                &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            )?;
+            Ok((format!("Bearer {jwt}"), jwt))
+        }
+
         fn decide(&self, authorization: Option<&str>) -> Result<Arc<Caller>, ServiceError> {
             match self.admission.decide(authorization, Some(PEER)) {
                 Decision::Admitted(caller) => Ok(caller),
@@ -363,6 +375,11 @@ mod tests {
         assert!(
             throttled_peer(fixture.decide(Some(&good))),
             "a good JWT is not even looked at"
+        );
+        let (unknown_kid, _) = fixture.bearer_of_unknown_kid()?;
+        assert!(
+            throttled_peer(fixture.decide(Some(&unknown_kid))),
+            "nor is a JWT that would wait for its key"
         );
         assert!(
             matches!(
@@ -444,14 +461,7 @@ mod tests {
     #[test]
     fn an_unknown_kid_awaits_the_key_holding_the_reserved_failure() -> TestResult {
         let fixture = fixture(100, 1)?;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-        header.kid = Some("rotated".to_owned());
-        let jwt = jsonwebtoken::encode(
-            &header,
-            &serde_json::json!({"sub": "alice", "org_id": "acme"}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )?;
-        let bearer = format!("Bearer {jwt}");
+        let (bearer, jwt) = fixture.bearer_of_unknown_kid()?;
         let wait = match fixture.admission.decide(Some(&bearer), Some(PEER)) {
             Decision::AwaitKey(wait) => wait,
             other => panic!("expected AwaitKey, got {other:?}"),
