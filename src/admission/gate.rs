@@ -332,6 +332,14 @@ mod tests {
         }
     }
 
+    /// Why the JWT was refused, if it was.
+    fn rejection(result: Result<Arc<Caller>, ServiceError>) -> Option<CallerRejection> {
+        match result {
+            Err(ServiceError::Unauthenticated(rejection)) => Some(rejection),
+            _ => None,
+        }
+    }
+
     fn throttled_peer(result: Result<Arc<Caller>, ServiceError>) -> bool {
         matches!(
             result,
@@ -362,13 +370,9 @@ mod tests {
     fn a_peer_over_its_budget_is_refused_before_its_jwt_is_verified() -> TestResult {
         let fixture = fixture(100, 2)?;
         for _ in 0..2 {
-            let refused = fixture.decide(None);
-            assert!(
-                matches!(
-                    refused,
-                    Err(ServiceError::Unauthenticated(CallerRejection::Missing))
-                ),
-                "{refused:?}"
+            assert_eq!(
+                rejection(fixture.decide(None)),
+                Some(CallerRejection::Missing)
             );
         }
         let good = fixture.bearer("alice")?;
@@ -408,22 +412,14 @@ mod tests {
     #[test]
     fn a_refused_jwt_keeps_the_reserved_failure_spent() -> TestResult {
         let fixture = fixture(100, 2)?;
-        let refused = fixture.decide(Some("Bearer not-a-jwt"));
-        assert!(
-            matches!(
-                refused,
-                Err(ServiceError::Unauthenticated(CallerRejection::Invalid))
-            ),
-            "{refused:?}"
+        assert_eq!(
+            rejection(fixture.decide(Some("Bearer not-a-jwt"))),
+            Some(CallerRejection::Invalid)
         );
         assert_eq!(fixture.failed_auth.tracked_peers(), 1);
-        let refused = fixture.decide(Some("Basic YWxpY2U6c2VjcmV0"));
-        assert!(
-            matches!(
-                refused,
-                Err(ServiceError::Unauthenticated(CallerRejection::Missing))
-            ),
-            "{refused:?}"
+        assert_eq!(
+            rejection(fixture.decide(Some("Basic YWxpY2U6c2VjcmV0"))),
+            Some(CallerRejection::Missing)
         );
         assert!(throttled_peer(
             fixture.decide(Some(&fixture.bearer("alice")?))
