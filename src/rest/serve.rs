@@ -1,35 +1,31 @@
 //! Serving the REST routes on the HTTP listener: every request is admitted
-//! exactly as a gRPC call is (schema ready, the per-address failed-auth
-//! budget, the bearer JWT, the per-caller rate limit), decoded into its RPC's
-//! request message, converted with the gRPC face's conversions into the
-//! core's input, and answered in its route's wire format. Errors become the
-//! face-neutral [`Problem`] and then the route's envelope ([`envelope`](crate::rest::envelope)).
+//! by the [`Admission`] the gRPC JWT check shares (schema ready, the
+//! per-address failed-auth budget, the bearer JWT, the per-caller rate
+//! limit), decoded into its RPC's request message, converted with the gRPC
+//! face's conversions into the core's input, and answered in its route's
+//! wire format. Errors become the face-neutral [`Problem`] and then the
+//! route's envelope ([`envelope`](crate::rest::envelope)).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
+use axum::http::{HeaderValue, Method, Response, header};
 use prost::{Message, Name};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::admission::Admission;
 use crate::domain::audit::AuditContext;
-use crate::domain::error::{
-    CallerRejection, FieldViolation, InvalidFields, MAX_ECHOED_VALUE_BYTES,
-};
-use crate::domain::lifecycle::UNAVAILABLE_RETRY_AFTER;
+use crate::domain::error::{FieldViolation, InvalidFields, MAX_ECHOED_VALUE_BYTES};
 use crate::domain::problem::{METHOD_NOT_ALLOWED, Problem, ROUTE_NOT_FOUND};
 use crate::domain::repository::TokenRepository;
 use crate::domain::request::{AuthenticateInput, RevokeBySecretInput, RevokeInput};
 use crate::domain::validation::MAX_REPORTED_VIOLATIONS;
 use crate::domain::{Caller, Clock, ServiceError, TokenLifecycle};
 use crate::grpc::{convert, proto};
-use crate::identity::{JwtVerifier, Unverified, bearer_token};
 use crate::metrics::Metrics;
 use crate::request_id;
 use crate::rest::RestApi;
@@ -47,14 +43,8 @@ pub struct RestState<R> {
     pub clock: Arc<dyn Clock>,
     /// The operator figures (revocations, authentications).
     pub metrics: Arc<Metrics>,
-    /// Bearer JWT verification.
-    pub verifier: Arc<JwtVerifier>,
-    /// Set once migrations are applied.
-    pub schema_ready: Arc<AtomicBool>,
-    /// The per-caller rate limit.
-    pub callers: Arc<CallerRateLimiter>,
-    /// The per-address limit on failed authentications.
-    pub failed_auth: Arc<FailedAuthLimiter>,
+    /// The admission the gRPC JWT check shares.
+    pub admission: Arc<Admission>,
 }
 
 // By hand: a derive would ask `R: Clone`.
@@ -65,10 +55,7 @@ impl<R> Clone for RestState<R> {
             lifecycle: self.lifecycle.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
-            verifier: self.verifier.clone(),
-            schema_ready: self.schema_ready.clone(),
-            callers: self.callers.clone(),
-            failed_auth: self.failed_auth.clone(),
+            admission: self.admission.clone(),
         }
     }
 }
@@ -126,13 +113,15 @@ pub async fn handle<R: TokenRepository>(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(address)| address.ip());
-        let caller = match admit(&state, request.headers(), peer).await {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        // Admission records the caller on this request's span.
+        let caller = match state.admission.admit(authorization, peer).await {
             Ok(caller) => caller,
             Err(error) => return failure(format, &error, &request_id),
         };
-        let span = tracing::Span::current();
-        span.record("org", caller.org_id.as_str());
-        span.record("caller", caller.subject.as_str());
         // The listener's body limit applies to the stream; past it this read
         // fails.
         let body = match to_bytes(request.into_body(), usize::MAX).await {
@@ -179,66 +168,6 @@ fn invalid(location: &str, message: &str) -> ServiceError {
     ServiceError::InvalidArgument(InvalidFields::one(FieldViolation::new(
         location, message, "",
     )))
-}
-
-/// The gRPC JWT check's admission, over HTTP headers: the schema is
-/// ready, the peer is within its failed-auth budget, the JWT verifies, the
-/// caller is within its rate. A JWT naming a `kid` no ring holds waits
-/// (bounded) for the refresh it asked for, then is verified once more.
-async fn admit<R>(
-    state: &RestState<R>,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-) -> Result<Arc<Caller>, ServiceError> {
-    if !state.schema_ready.load(Ordering::Acquire) {
-        return Err(ServiceError::Unavailable {
-            retry_after: UNAVAILABLE_RETRY_AFTER,
-            source: "database schema not migrated yet".into(),
-        });
-    }
-    // Admitted, the attempt has already spent one failure of its peer's
-    // budget: it is given back below unless the JWT is refused.
-    let attempt = match peer.map(|peer| state.failed_auth.admit(peer)) {
-        None => None,
-        Some(Ok(attempt)) => Some(attempt),
-        Some(Err(throttled)) => {
-            return Err(ServiceError::RateLimited {
-                retry_after: throttled.retry_after,
-                subject: format!("peer {} (failed authentications)", throttled.peer),
-            });
-        }
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let verified = match presented {
-        None => Err(CallerRejection::Missing),
-        Some(jwt) => match state
-            .verifier
-            .verify_or_refresh(jwt, state.clock.now().timestamp())
-        {
-            Ok(caller) => Ok(caller),
-            Err(Unverified::Refused(rejection)) => Err(rejection),
-            Err(Unverified::KeyUnknown(pending)) => {
-                state
-                    .verifier
-                    .verify_after_refresh(jwt, pending, state.clock.as_ref())
-                    .await
-            }
-        },
-    };
-    match verified {
-        Ok(caller) => {
-            if let Some(attempt) = attempt {
-                attempt.refund();
-            }
-            state.callers.check(&caller)?;
-            Ok(caller)
-        }
-        // `attempt` is not refunded: the reserved failure stays spent.
-        Err(rejection) => Err(ServiceError::Unauthenticated(rejection)),
-    }
 }
 
 /// A bad request as the core's validation error: every bad value, each

@@ -3,14 +3,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
-use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::admission::Admission;
 use crate::config::{GrpcLimits, StartupError};
 use crate::domain::{Clock, TokenLifecycle};
 use crate::grpc::auth::AuthInterceptor;
@@ -19,7 +18,6 @@ use crate::grpc::handlers::TokenApi;
 use crate::grpc::proto;
 use crate::grpc::proto::token_service_server::TokenServiceServer;
 use crate::grpc::request_context::RequestContextLayer;
-use crate::identity::JwtVerifier;
 use crate::metrics::{Metrics, ServedMethods};
 use crate::store::SeaStore;
 
@@ -58,10 +56,7 @@ pub(super) struct TokenServiceParts {
     pub lifecycle: Arc<TokenLifecycle<SeaStore>>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    pub verifier: Arc<JwtVerifier>,
-    pub schema_ready: Arc<AtomicBool>,
-    pub callers: Arc<CallerRateLimiter>,
-    pub failed_auth: Arc<FailedAuthLimiter>,
+    pub admission: Arc<Admission>,
 }
 
 /// The gRPC server on `listener`, serving until `stopped` resolves.
@@ -81,14 +76,8 @@ pub(super) fn serve<H: Health>(
         token_service.clock.clone(),
         token_service.metrics,
     );
-    let authenticated = AuthInterceptor::new(
-        token_service.verifier,
-        token_service.clock,
-        token_service.schema_ready,
-        token_service.callers,
-        token_service.failed_auth,
-    )
-    .around(TokenServiceServer::new(api).max_decoding_message_size(limits.max_message_size));
+    let authenticated = AuthInterceptor::new(token_service.admission)
+        .around(TokenServiceServer::new(api).max_decoding_message_size(limits.max_message_size));
     services.add(authenticated, proto::FILE_DESCRIPTOR_SET)?;
     let GrpcServices { routes, methods } = services;
     Ok(Server::builder()

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::admission::{CallerRateLimiter, FailedAuthLimiter};
+use crate::admission::{Admission, CallerRateLimiter, FailedAuthLimiter};
 use crate::config::{JwtConfig, ServerConfig, Setting, StartupError};
 use crate::domain::last_use::LastUseStats;
 use crate::domain::{Clock, SystemEntropy, TokenLifecycle};
@@ -147,12 +147,15 @@ fn metrics_router(
     })
 }
 
-/// The admission limiters, and the task that forgets their idle state.
+/// The admission both faces share (refusing every request until
+/// `schema_ready` is set), the failed-auth limiter it shares with the
+/// metrics endpoint, and the task that forgets the limiters' idle state.
 fn admission(
     config: &ServerConfig,
     clock: &Arc<dyn Clock>,
+    schema_ready: Arc<AtomicBool>,
     signals: &shutdown::Signals,
-) -> (Arc<CallerRateLimiter>, Arc<FailedAuthLimiter>) {
+) -> (Arc<Admission>, Arc<FailedAuthLimiter>) {
     let limits = config.admission;
     let callers = Arc::new(CallerRateLimiter::new(
         limits.calls_per_second,
@@ -169,7 +172,14 @@ fn admission(
         failed_auth.clone(),
         signals.begin_rx.clone(),
     );
-    (callers, failed_auth)
+    let admission = Arc::new(Admission::new(
+        config.jwt.verifier.clone(),
+        clock.clone(),
+        schema_ready,
+        callers,
+        failed_auth.clone(),
+    ));
+    (admission, failed_auth)
 }
 
 /// The readiness watcher and, with a JWKS file, its reloader; with a JWKS
@@ -206,18 +216,15 @@ pub async fn start(
     set_status(&reporter, LIVENESS_SERVICE, true).await;
     set_status(&reporter, READINESS_SERVICE, false).await;
 
-    let (callers, failed_auth) = admission(&config, &clock, &signals);
     let schema_ready = Arc::new(AtomicBool::new(false));
+    let (admission, failed_auth) = admission(&config, &clock, schema_ready.clone(), &signals);
     let rest_api = Arc::new(RestApi::load().map_err(|e| StartupError::part("REST routes", e))?);
     let rest_state = RestState {
         api: rest_api,
         lifecycle: core.lifecycle.clone(),
         clock: clock.clone(),
         metrics: core.metrics.clone(),
-        verifier: config.jwt.verifier.clone(),
-        schema_ready: schema_ready.clone(),
-        callers: callers.clone(),
-        failed_auth: failed_auth.clone(),
+        admission: admission.clone(),
     };
     let grpc_server = grpc::serve(
         grpc_listener,
@@ -227,10 +234,7 @@ pub async fn start(
             lifecycle: core.lifecycle.clone(),
             clock: clock.clone(),
             metrics: core.metrics.clone(),
-            verifier: config.jwt.verifier.clone(),
-            schema_ready: schema_ready.clone(),
-            callers,
-            failed_auth: failed_auth.clone(),
+            admission,
         },
         signals.stopped(),
     )?;
