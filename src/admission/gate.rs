@@ -219,9 +219,14 @@ impl Admission {
         match verified {
             Ok(caller) => {
                 refund();
-                let span = tracing::Span::current();
-                span.record("org", caller.org_id.as_str());
-                span.record("caller", caller.subject.as_str());
+                // Both fields in one record: each record makes the JSON log
+                // format parse and re-serialise the span's fields, which cost
+                // 4 % of an AuthenticateToken call when done per field.
+                tracing::record_all!(
+                    tracing::Span::current(),
+                    org = caller.org_id.as_str(),
+                    caller = caller.subject.as_str()
+                );
                 self.callers.check(&caller)?;
                 Ok(caller)
             }
