@@ -397,49 +397,54 @@ impl LookupConnection {
         hashes: &[[u8; 32]],
     ) -> Result<Vec<token::Model>, DbErr> {
         use sea_orm::sqlx::query;
-        let rows: Vec<QueryResult> = match self {
+        let rows = match self {
             LookupConnection::Sqlite(connection) => {
                 let width = hashes.len().next_power_of_two();
-                let mut statement = query::<Sqlite>(sql);
-                for hash in hashes {
-                    statement = statement.bind(hash.as_slice());
-                }
-                for _ in hashes.len()..width {
-                    // The padding: no stored hash is empty.
-                    statement = statement.bind(&[][..]);
-                }
-                statement
-                    .fetch_all(&mut **connection)
-                    .await
-                    .map_err(sqlx_error)?
-                    .into_iter()
-                    .map(QueryResult::from)
-                    .collect()
+                // The padding: no stored hash is empty.
+                let padded = hashes
+                    .iter()
+                    .map(|hash| hash.as_slice())
+                    .chain(std::iter::repeat_n(&[][..], width - hashes.len()));
+                let statement = padded.fold(query::<Sqlite>(sql), |statement, value| {
+                    statement.bind(value)
+                });
+                answer_rows(statement.fetch_all(&mut **connection).await)?
             }
             LookupConnection::Postgres(connection) => {
-                let statement = query::<Postgres>(sql);
-                let statement = match (shape, hashes) {
-                    (Shape::One, [one]) => statement.bind(one.as_slice()),
-                    _ => statement.bind(
+                let statement = match shape {
+                    // `= $1`: the one hash, as one bytea.
+                    Shape::One => hashes
+                        .iter()
+                        .fold(query::<Postgres>(sql), |statement, hash| {
+                            statement.bind(hash.as_slice())
+                        }),
+                    // `= ANY($1)`: every hash, as one bytea[].
+                    Shape::Many => query::<Postgres>(sql).bind(
                         hashes
                             .iter()
                             .map(|hash| hash.as_slice())
                             .collect::<Vec<_>>(),
                     ),
                 };
-                statement
-                    .fetch_all(&mut **connection)
-                    .await
-                    .map_err(sqlx_error)?
-                    .into_iter()
-                    .map(QueryResult::from)
-                    .collect()
+                answer_rows(statement.fetch_all(&mut **connection).await)?
             }
         };
         rows.iter()
             .map(|row| token::Model::from_query_result(row, ""))
             .collect()
     }
+}
+
+/// A driver's rows as sea-orm's, ready for the model.
+fn answer_rows<Row>(rows: Result<Vec<Row>, sea_orm::sqlx::Error>) -> Result<Vec<QueryResult>, DbErr>
+where
+    QueryResult: From<Row>,
+{
+    Ok(rows
+        .map_err(sqlx_error)?
+        .into_iter()
+        .map(QueryResult::from)
+        .collect())
 }
 
 /// The SQL of a lookup of `count` hashes: built once per shape and width
@@ -472,7 +477,7 @@ fn statement_sql(backend: DbBackend, shape: Shape, count: usize) -> &'static str
 /// Widths of the SQLite batch statements: 1, 2, 4, … [`MAX_BATCH`].
 const SQLITE_WIDTHS: usize = MAX_BATCH.trailing_zeros() as usize + 1;
 
-/// The select of [`select_by_hashes`] for `backend`.
+/// The batch select for `backend`, the SQL of [`statement_sql`]'s batch shape.
 fn lookup_statement(backend: DbBackend, hashes: &[[u8; 32]]) -> Select<token::Entity> {
     let query = token::Entity::find();
     if backend == DbBackend::Postgres {
