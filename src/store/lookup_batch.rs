@@ -104,6 +104,8 @@ struct State {
     waiting: Vec<Lookup>,
     in_flight: usize,
     idle: Vec<Kept>,
+    /// Set when the store closes: no connection is kept any more.
+    closed: bool,
 }
 
 /// A connection taken from the pool for lookups, and when it was taken.
@@ -154,9 +156,18 @@ impl LookupBatcher {
                     waiting: Vec::new(),
                     in_flight: 0,
                     idle: Vec::with_capacity(BATCHES_IN_FLIGHT),
+                    closed: false,
                 }),
             }),
         }
+    }
+
+    /// Hands the kept connections back to the pool and keeps none from
+    /// now on, so that closing the pool does not wait for them.
+    pub(crate) fn close(&self) {
+        let mut state = self.shared.state();
+        state.closed = true;
+        state.idle.clear();
     }
 
     /// The token with this secret hash, in any organisation, read by a
@@ -224,10 +235,13 @@ impl Drop for Slot {
     }
 }
 
-/// Frees a slot, keeping its connection for the next lookup.
+/// Frees a slot, keeping its connection for the next lookup (unless the
+/// store is closing: the pool waits for it).
 fn release(state: &mut State, kept: Option<Kept>) {
     state.in_flight -= 1;
-    state.idle.extend(kept);
+    if !state.closed {
+        state.idle.extend(kept);
+    }
 }
 
 fn stopped() -> StoreError {

@@ -153,6 +153,9 @@ impl SeaStore {
 
     /// Closes the pool.
     pub async fn close(self) -> Result<(), StoreError> {
+        // The pool's close waits for every connection to come back: the
+        // lookups' kept ones first.
+        self.lookups.close();
         self.db.close().await.map_err(classify)
     }
 
