@@ -316,6 +316,22 @@ impl SeaStore {
 mod tests {
     use super::*;
 
+    /// The pool's close waits for every connection it handed out: the
+    /// lookups' kept one must come back first, or shutdown hangs.
+    #[tokio::test]
+    async fn closing_after_a_lookup_does_not_wait_for_the_kept_connection()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("close.db").display());
+        let store = SeaStore::connect_for_seeding(&url).await?;
+        store.migrate().await?;
+        let hash =
+            crate::domain::secret::TokenHash::from_slice(&[7u8; 32]).ok_or("a 32-byte hash")?;
+        assert!(store.lookups.find(&hash).await?.is_none());
+        tokio::time::timeout(Duration::from_secs(10), store.close()).await??;
+        Ok(())
+    }
+
     #[test]
     fn sqlite_urls_name_their_file_and_in_memory_ones_none() {
         let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
